@@ -1,0 +1,1 @@
+//! Placeholder crate: the read model lands with its own issue.
