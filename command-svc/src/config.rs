@@ -1,0 +1,84 @@
+//! Command-line and environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use platform::telemetry::LogFormat;
+use uuid::Uuid;
+
+/// The command side of the course platform.
+#[derive(Debug, Parser)]
+#[command(name = "command-svc", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Action>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Run the gRPC service (the default).
+    Serve,
+    /// Apply event-store migrations and exit.
+    Migrate,
+    /// Print a development HS256 token for `--sub`, signed with AUTH_JWT_SECRET.
+    Token {
+        /// The user id the token names (a new random one when omitted).
+        #[arg(long)]
+        sub: Option<Uuid>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
+}
+
+/// Service settings. Every flag has an environment-variable fallback.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL URL of the event store.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/courses", hide_env_values = true)]
+    pub database_url: String,
+    /// Largest number of PostgreSQL connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_max_connections: u32,
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50051")]
+    pub grpc_listen: SocketAddr,
+    /// HS256 secret that verifies bearer tokens (and signs `token`).
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+    /// PEM public key that verifies RS256 bearer tokens instead of the HS256 secret.
+    #[arg(long, env = "AUTH_JWT_PUBLIC_KEY_FILE")]
+    pub auth_jwt_public_key_file: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Longest a request may run before it is cancelled (milliseconds); a shorter client
+    /// deadline (grpc-timeout) wins.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Largest accepted request message, in bytes.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+    /// How many times a command is decided again after a concurrent append (when the request
+    /// has no expected_version).
+    #[arg(long, env = "COMMAND_RETRIES", default_value_t = 10)]
+    pub command_retries: usize,
+}
+
+impl Config {
+    /// Checks what clap cannot: exactly one way to verify tokens.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.auth_jwt_secret, &self.auth_jwt_public_key_file) {
+            (None, None) => Err("set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY_FILE (RS256)".into()),
+            (Some(secret), _) if secret.len() < 16 => {
+                Err("AUTH_JWT_SECRET must be at least 16 characters".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Background tasks that give committed events their global position and keep every replica's
+//! view of the head position current.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use sea_orm::sqlx::postgres::PgListener;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{EventStore, SEQUENCED_CHANNEL};
+
+/// How many events one sequencing transaction numbers at most.
+const BATCH: u64 = 2_000;
+/// Safety net: sequence at least this often even without a wake-up (appends by other replicas).
+const POLL: Duration = Duration::from_millis(250);
+
+/// Publishes the highest known global position.
+pub type HeadSender = watch::Sender<u64>;
+
+fn fresh_backoff() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).without_max_times().build()
+}
+
+fn advance(head: &HeadSender, position: u64) {
+    head.send_if_modified(|current| {
+        if position > *current {
+            *current = position;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Numbers committed events whenever this replica appends (woken by `appended`), and every
+/// [`POLL`] for appends made by other replicas.
+pub async fn run_sequencer(
+    store: EventStore,
+    appended: Arc<Notify>,
+    head: HeadSender,
+    stop: CancellationToken,
+) {
+    let mut backoff = fresh_backoff();
+    loop {
+        match store.sequence(BATCH).await {
+            Ok(Some(last)) => {
+                advance(&head, last);
+                backoff = fresh_backoff();
+                continue; // there may be more
+            }
+            Ok(None) => {
+                backoff = fresh_backoff();
+                tokio::select! {
+                    () = appended.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+            Err(err) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %err, ?delay, "sequencing failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Follows the sequencers of every replica through LISTEN/NOTIFY, reconnecting after outages.
+pub async fn run_head_listener(store: EventStore, head: HeadSender, stop: CancellationToken) {
+    let mut backoff = fresh_backoff();
+    loop {
+        let pool = store.connection().get_postgres_connection_pool().clone();
+        let result = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(SEQUENCED_CHANNEL).await?;
+            // Anything sequenced while we were not listening.
+            if let Ok(position) = store.head_position().await {
+                advance(&head, position);
+            }
+            loop {
+                let notification = listener.recv().await?;
+                if let Ok(position) = notification.payload().parse::<u64>() {
+                    advance(&head, position);
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sea_orm::sqlx::Error>(())
+        };
+        tokio::select! {
+            result = result => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, ?delay, "LISTEN connection lost; reconnecting");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Builds the application from its configuration and runs it until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use course_proto::v1::course_command_service_server::CourseCommandServiceServer;
+use course_proto::v1::event_store_service_server::EventStoreServiceServer;
+use platform::auth::Authenticator;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::app::CourseCommands;
+use crate::config::Config;
+use crate::grpc::{CommandApi, EventStoreApi};
+use crate::readiness::Readiness;
+use crate::sequencer::{run_head_listener, run_sequencer};
+use crate::store::EventStore;
+
+/// Names under which `grpc.health.v1` reports.
+const HEALTH_NAMES: [&str; 3] =
+    ["", "course.v1.CourseCommandService", "course.v1.EventStoreService"];
+/// How often the store is pinged to keep health current.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A bound, ready-to-run command service.
+pub struct Application {
+    listener: TcpListener,
+    config: Config,
+    store: EventStore,
+    auth: Authenticator,
+}
+
+/// Builds the token verifier the configuration asks for.
+pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    match (&config.auth_jwt_public_key_file, &config.auth_jwt_secret) {
+        (Some(path), _) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading AUTH_JWT_PUBLIC_KEY_FILE {}", path.display()))?;
+            Authenticator::rs256_pem(&pem).context("AUTH_JWT_PUBLIC_KEY_FILE is not an RSA public key")
+        }
+        (None, Some(secret)) => Ok(Authenticator::hs256(secret.as_bytes())),
+        (None, None) => anyhow::bail!("no token verification configured"),
+    }
+}
+
+impl Application {
+    /// Validates the configuration, binds the listener and prepares the store (lazily: a
+    /// PostgreSQL that is down does not stop the service from starting).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let auth = authenticator(&config)?;
+        let store = EventStore::connect_lazy(&config.database_url, config.database_max_connections)
+            .await
+            .context("invalid DATABASE_URL")?;
+        let listener = TcpListener::bind(config.grpc_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
+        Ok(Self { listener, config, store, auth })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls and
+    /// stops the background tasks.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self { listener, config, store, auth } = self;
+        let stop = CancellationToken::new();
+        let readiness = Readiness::default();
+        let appended = Arc::new(Notify::new());
+        let (head_tx, head_rx) = watch::channel(0u64);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::NotServing).await;
+
+        let tasks = vec![
+            tokio::spawn(watch_store(store.clone(), readiness.clone(), health.clone(), stop.clone())),
+            tokio::spawn(run_sequencer(store.clone(), appended.clone(), head_tx.clone(), stop.clone())),
+            tokio::spawn(run_head_listener(store.clone(), head_tx, stop.clone())),
+        ];
+
+        let commands = CourseCommands::new(store.clone(), config.command_retries, appended);
+        let command_api = CommandApi::new(commands, auth, readiness.clone());
+        let event_store_api = EventStoreApi::new(store, head_rx, stop.clone(), readiness);
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(course_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(course_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "command-svc listening");
+        let drain = {
+            let health = health.clone();
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                set_health(&health, ServingStatus::NotServing).await;
+                // Ends follow streams so that the server can drain.
+                stop.cancel();
+                tracing::info!("draining in-flight calls");
+            }
+        };
+        Server::builder()
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .concurrency_limit_per_connection(256)
+            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                CourseCommandServiceServer::new(command_api)
+                    .max_decoding_message_size(config.max_request_bytes),
+            )
+            .add_service(
+                EventStoreServiceServer::new(event_store_api)
+                    .max_decoding_message_size(config.max_request_bytes),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+            .await
+            .context("gRPC server failed")?;
+
+        stop.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
+        tracing::info!("command-svc stopped");
+        Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Migrates the store as soon as PostgreSQL answers, then keeps health and readiness in step
+/// with its reachability.
+async fn watch_store(
+    store: EventStore,
+    readiness: Readiness,
+    health: HealthReporter,
+    stop: CancellationToken,
+) {
+    let mut backoff = ExponentialBuilder::default()
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build();
+    let mut migrated = false;
+    loop {
+        let delay = if !migrated {
+            match store.migrate().await {
+                Ok(()) => {
+                    migrated = true;
+                    readiness.set(true);
+                    set_health(&health, ServingStatus::Serving).await;
+                    tracing::info!("event store migrated and ready");
+                    HEALTH_INTERVAL
+                }
+                Err(err) => {
+                    let delay = backoff.next().unwrap_or(HEALTH_INTERVAL);
+                    tracing::warn!(error = %err, ?delay, "event store not ready; retrying");
+                    delay
+                }
+            }
+        } else {
+            let up = store.ping().await;
+            if up != readiness.is_ready() {
+                if up {
+                    tracing::info!("event store reachable again");
+                } else {
+                    tracing::warn!("event store unreachable");
+                }
+            }
+            readiness.set(up);
+            let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+            set_health(&health, status).await;
+            HEALTH_INTERVAL
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
