@@ -1,33 +1,44 @@
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use command_svc::Application;
 use command_svc::config::{Action, Cli};
 use command_svc::store::EventStore;
-use command_svc::Application;
 use platform::{auth, shutdown::shutdown_signal, telemetry};
 use uuid::Uuid;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.config.log_format);
-    let config = cli.config;
-    match cli.command.unwrap_or(Action::Serve) {
-        Action::Serve => {
-            let app = Application::build(config).await?;
-            app.run_until_stopped(shutdown_signal()).await
-        }
-        Action::Migrate => {
-            let store = EventStore::connect_lazy(&config.database_url, 2).await?;
-            store.migrate().await?;
-            tracing::info!("migrations applied");
-            Ok(())
-        }
-        Action::Token { sub, ttl_secs } => {
-            let secret = config.auth_jwt_secret.ok_or_else(|| anyhow::anyhow!("set AUTH_JWT_SECRET"))?;
-            let sub = sub.unwrap_or_else(Uuid::now_v7);
-            println!("{}", auth::mint_hs256(secret.as_bytes(), sub, Duration::from_secs(ttl_secs))?);
-            Ok(())
+    let result = match cli.command.unwrap_or(Action::Serve) {
+        Action::Serve => match Application::build(cli.config).await {
+            Ok(app) => app.run_until_stopped(shutdown_signal()).await,
+            Err(err) => Err(err),
+        },
+        Action::Migrate => migrate(&cli.config.database_url).await,
+        Action::Token { sub, ttl_secs } => match cli.config.auth_jwt_secret {
+            Some(secret) => auth::mint_hs256(
+                secret.as_bytes(),
+                sub.unwrap_or_else(Uuid::now_v7),
+                Duration::from_secs(ttl_secs),
+            )
+            .map(|token| println!("{token}")),
+            None => Err(anyhow::anyhow!("set AUTH_JWT_SECRET to mint a token")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("command-svc: {err:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    EventStore::connect_lazy(database_url, 2).await?.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
 }

@@ -91,14 +91,8 @@ impl Application {
         let commands = CourseCommands::new(store.clone(), config.command_retries, appended);
         let command_api = CommandApi::new(commands, auth, readiness.clone());
         let event_store_api = EventStoreApi::new(store, head_rx, stop.clone(), readiness);
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(course_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(course_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let (reflection_v1, reflection_v1alpha) =
+            platform::grpc::reflection_services(&[course_proto::FILE_DESCRIPTOR_SET])?;
 
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "command-svc listening");

@@ -52,3 +52,28 @@ pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
         Ok(()) => Status::invalid_argument(field.to_owned()),
     }
 }
+
+/// Server reflection (v1 and the v1alpha that grpcurl 1.8 asks for) over our descriptor sets,
+/// plus the health and `google.rpc` error-detail types so clients can decode them too.
+pub fn reflection_services(
+    descriptor_sets: &[&[u8]],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+        for set in descriptor_sets {
+            builder = builder.register_encoded_file_descriptor_set(set);
+        }
+        builder
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
