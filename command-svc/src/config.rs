@@ -40,7 +40,12 @@ pub enum Action {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// PostgreSQL URL of the event store.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/courses", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/courses",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Largest number of PostgreSQL connections.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=1000))]
@@ -74,7 +79,9 @@ impl Config {
     /// Checks what clap cannot: exactly one way to verify tokens.
     pub fn validate(&self) -> Result<(), String> {
         match (&self.auth_jwt_secret, &self.auth_jwt_public_key_file) {
-            (None, None) => Err("set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY_FILE (RS256)".into()),
+            (None, None) => {
+                Err("set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY_FILE (RS256)".into())
+            }
             (Some(secret), _) if secret.len() < 16 => {
                 Err("AUTH_JWT_SECRET must be at least 16 characters".into())
             }

@@ -23,7 +23,9 @@ impl Readiness {
         if self.is_ready() {
             Ok(())
         } else {
-            Err(tonic::Status::unavailable("the event store is not ready yet (PostgreSQL unreachable or migrations pending)"))
+            Err(tonic::Status::unavailable(
+                "the event store is not ready yet (PostgreSQL unreachable or migrations pending)",
+            ))
         }
     }
 }

@@ -25,8 +25,11 @@ use crate::sequencer::{run_head_listener, run_sequencer};
 use crate::store::EventStore;
 
 /// Names under which `grpc.health.v1` reports.
-const HEALTH_NAMES: [&str; 3] =
-    ["", "course.v1.CourseCommandService", "course.v1.EventStoreService"];
+const HEALTH_NAMES: [&str; 3] = [
+    "",
+    "course.v1.CourseCommandService",
+    "course.v1.EventStoreService",
+];
 /// How often the store is pinged to keep health current.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -45,7 +48,8 @@ pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
         (Some(path), _) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("reading AUTH_JWT_PUBLIC_KEY_FILE {}", path.display()))?;
-            Authenticator::rs256_pem(&pem).context("AUTH_JWT_PUBLIC_KEY_FILE is not an RSA public key")
+            Authenticator::rs256_pem(&pem)
+                .context("AUTH_JWT_PUBLIC_KEY_FILE is not an RSA public key")
         }
         (None, Some(secret)) => Ok(Authenticator::hs256(secret.as_bytes())),
         (None, None) => anyhow::bail!("no token verification configured"),
@@ -63,18 +67,31 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-        Ok(Self { listener, config, store, auth })
+        Ok(Self {
+            listener,
+            config,
+            store,
+            auth,
+        })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls and
     /// stops the background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, config, store, auth } = self;
+        let Self {
+            listener,
+            config,
+            store,
+            auth,
+        } = self;
         let stop = CancellationToken::new();
         let readiness = Readiness::default();
         let appended = Arc::new(Notify::new());
@@ -83,8 +100,18 @@ impl Application {
         set_health(&health, ServingStatus::NotServing).await;
 
         let tasks = vec![
-            tokio::spawn(watch_store(store.clone(), readiness.clone(), health.clone(), stop.clone())),
-            tokio::spawn(run_sequencer(store.clone(), appended.clone(), head_tx.clone(), stop.clone())),
+            tokio::spawn(watch_store(
+                store.clone(),
+                readiness.clone(),
+                health.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(run_sequencer(
+                store.clone(),
+                appended.clone(),
+                head_tx.clone(),
+                stop.clone(),
+            )),
             tokio::spawn(run_head_listener(store.clone(), head_tx, stop.clone())),
         ];
 
@@ -180,7 +207,11 @@ async fn watch_store(
                 }
             }
             readiness.set(up);
-            let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if up {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             set_health(&health, status).await;
             HEALTH_INTERVAL
         };

@@ -46,7 +46,9 @@ pub fn comment(raw: &str) -> Result<String, String> {
 /// 0 (no limit) to [`MAX_PARTICIPANTS_LIMIT`].
 pub fn max_participants(raw: u32) -> Result<u32, String> {
     if raw > MAX_PARTICIPANTS_LIMIT {
-        Err(format!("must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT} (got {raw})"))
+        Err(format!(
+            "must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT} (got {raw})"
+        ))
     } else {
         Ok(raw)
     }
@@ -55,7 +57,8 @@ pub fn max_participants(raw: u32) -> Result<u32, String> {
 /// An absolute http or https URL with a host, at most 2000 characters.
 pub fn video_url(raw: &str) -> Result<String, String> {
     let trimmed = text(raw, 1, 2000)?;
-    let url = url::Url::parse(&trimmed).map_err(|e| format!("must be an absolute http(s) URL ({e})"))?;
+    let url =
+        url::Url::parse(&trimmed).map_err(|e| format!("must be an absolute http(s) URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("must use http or https, not {}", url.scheme()));
     }
@@ -77,7 +80,10 @@ mod tests {
     #[test]
     fn lengths_count_characters_after_trimming() {
         assert_eq!(title("  Rust  "), Ok("Rust".to_owned()));
-        assert!(title(&"é".repeat(200)).is_ok(), "200 two-byte characters fit");
+        assert!(
+            title(&"é".repeat(200)).is_ok(),
+            "200 two-byte characters fit"
+        );
         assert!(title(&"é".repeat(201)).is_err());
         assert!(title("   ").is_err());
         assert!(description(&"x".repeat(5001)).is_err());
@@ -98,7 +104,13 @@ mod tests {
     fn video_urls_must_be_absolute_http_or_https() {
         assert!(video_url("https://videos.example/a.mp4").is_ok());
         assert!(video_url("http://localhost:8080/v").is_ok());
-        for bad in ["", "videos.example/a", "ftp://x/y", "javascript:alert(1)", "https://"] {
+        for bad in [
+            "",
+            "videos.example/a",
+            "ftp://x/y",
+            "javascript:alert(1)",
+            "https://",
+        ] {
             assert!(video_url(bad).is_err(), "{bad}");
         }
     }

@@ -33,15 +33,19 @@ impl TryFrom<v1::CourseStatus> for CourseStatus {
 impl From<&Event> for Payload {
     fn from(event: &Event) -> Self {
         match event.clone() {
-            Event::CourseCreated { instructor_id, title, description, category, max_participants } => {
-                Payload::CourseCreated(v1::CourseCreated {
-                    instructor_id: instructor_id.to_string(),
-                    title,
-                    description,
-                    category,
-                    max_participants,
-                })
-            }
+            Event::CourseCreated {
+                instructor_id,
+                title,
+                description,
+                category,
+                max_participants,
+            } => Payload::CourseCreated(v1::CourseCreated {
+                instructor_id: instructor_id.to_string(),
+                title,
+                description,
+                category,
+                max_participants,
+            }),
             Event::CourseTitleChanged { title } => {
                 Payload::CourseTitleChanged(v1::CourseTitleChanged { title })
             }
@@ -51,28 +55,36 @@ impl From<&Event> for Payload {
             Event::CoursePresented {} => Payload::CoursePresented(v1::CoursePresented {}),
             Event::CourseActivated {} => Payload::CourseActivated(v1::CourseActivated {}),
             Event::CourseCompleted {} => Payload::CourseCompleted(v1::CourseCompleted {}),
-            Event::SectionAdded { section_id, position, title, description, video_url } => {
-                Payload::SectionAdded(v1::SectionAdded {
-                    section_id: section_id.to_string(),
-                    position,
-                    title,
-                    description,
-                    video_url,
-                })
-            }
+            Event::SectionAdded {
+                section_id,
+                position,
+                title,
+                description,
+                video_url,
+            } => Payload::SectionAdded(v1::SectionAdded {
+                section_id: section_id.to_string(),
+                position,
+                title,
+                description,
+                video_url,
+            }),
             Event::UserJoinedCourse { user_id } => {
-                Payload::UserJoinedCourse(v1::UserJoinedCourse { user_id: user_id.to_string() })
-            }
-            Event::UserLeftCourse { user_id } => {
-                Payload::UserLeftCourse(v1::UserLeftCourse { user_id: user_id.to_string() })
-            }
-            Event::CourseCommented { comment_id, author_id, text } => {
-                Payload::CourseCommented(v1::CourseCommented {
-                    comment_id: comment_id.to_string(),
-                    author_id: author_id.to_string(),
-                    text,
+                Payload::UserJoinedCourse(v1::UserJoinedCourse {
+                    user_id: user_id.to_string(),
                 })
             }
+            Event::UserLeftCourse { user_id } => Payload::UserLeftCourse(v1::UserLeftCourse {
+                user_id: user_id.to_string(),
+            }),
+            Event::CourseCommented {
+                comment_id,
+                author_id,
+                text,
+            } => Payload::CourseCommented(v1::CourseCommented {
+                comment_id: comment_id.to_string(),
+                author_id: author_id.to_string(),
+                text,
+            }),
         }
     }
 }
@@ -116,9 +128,9 @@ impl TryFrom<&Payload> for Event {
                 max_participants: p.max_participants,
             },
             Payload::CourseTitleChanged(p) => Event::CourseTitleChanged { title: p.title },
-            Payload::CourseDescriptionChanged(p) => {
-                Event::CourseDescriptionChanged { description: p.description }
-            }
+            Payload::CourseDescriptionChanged(p) => Event::CourseDescriptionChanged {
+                description: p.description,
+            },
             Payload::CoursePresented(_) => Event::CoursePresented {},
             Payload::CourseActivated(_) => Event::CourseActivated {},
             Payload::CourseCompleted(_) => Event::CourseCompleted {},
@@ -129,12 +141,12 @@ impl TryFrom<&Payload> for Event {
                 description: p.description,
                 video_url: p.video_url,
             },
-            Payload::UserJoinedCourse(p) => {
-                Event::UserJoinedCourse { user_id: uuid(&p.user_id, "user_id")? }
-            }
-            Payload::UserLeftCourse(p) => {
-                Event::UserLeftCourse { user_id: uuid(&p.user_id, "user_id")? }
-            }
+            Payload::UserJoinedCourse(p) => Event::UserJoinedCourse {
+                user_id: uuid(&p.user_id, "user_id")?,
+            },
+            Payload::UserLeftCourse(p) => Event::UserLeftCourse {
+                user_id: uuid(&p.user_id, "user_id")?,
+            },
             Payload::CourseCommented(p) => Event::CourseCommented {
                 comment_id: uuid(&p.comment_id, "comment_id")?,
                 author_id: uuid(&p.author_id, "author_id")?,
@@ -147,11 +159,18 @@ impl TryFrom<&Payload> for Event {
 impl TryFrom<&v1::EventEnvelope> for Event {
     type Error = PayloadError;
     fn try_from(envelope: &v1::EventEnvelope) -> Result<Self, Self::Error> {
-        envelope.payload.as_ref().ok_or(PayloadError::Missing)?.try_into()
+        envelope
+            .payload
+            .as_ref()
+            .ok_or(PayloadError::Missing)?
+            .try_into()
     }
 }
 
 /// Converts a chrono time to a protobuf timestamp.
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
 }

@@ -174,10 +174,18 @@ impl EventStore {
     }
 
     /// The stored response of a command id, if one was recorded.
-    pub async fn find_command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError> {
-        Ok(command_log::Entity::find_by_id(command_id).one(&self.db).await?.map(|row| {
-            CommandRecord { command_id: row.command_id, fingerprint: row.fingerprint, response: row.response }
-        }))
+    pub async fn find_command(
+        &self,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        Ok(command_log::Entity::find_by_id(command_id)
+            .one(&self.db)
+            .await?
+            .map(|row| CommandRecord {
+                command_id: row.command_id,
+                fingerprint: row.fingerprint,
+                response: row.response,
+            }))
     }
 
     /// Appends `new_events` as versions `expected_version + 1 ..` of the stream and records the
@@ -215,7 +223,9 @@ impl EventStore {
         let result: Result<(), sea_orm::DbErr> = async {
             let txn = self.db.begin().await?;
             if !rows.is_empty() {
-                events::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+                events::Entity::insert_many(rows)
+                    .exec_without_returning(&txn)
+                    .await?;
             }
             if let Some(command) = command {
                 command_log::Entity::insert(command_log::ActiveModel {
@@ -235,9 +245,9 @@ impl EventStore {
         match result {
             Ok(()) => Ok(expected_version + new_events.len() as u64),
             Err(err) => match violated_constraint(&err).as_deref() {
-                Some("events_stream_version_key") => {
-                    Err(StoreError::Conflict { current: self.stream_version(stream_id).await? })
-                }
+                Some("events_stream_version_key") => Err(StoreError::Conflict {
+                    current: self.stream_version(stream_id).await?,
+                }),
                 Some("command_log_pkey") => Err(StoreError::DuplicateCommand),
                 _ => Err(err.into()),
             },

@@ -1,0 +1,286 @@
+//! `spawn_app()`: a real command-svc on port 0 against its own fresh PostgreSQL database.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use command_svc::Application;
+use command_svc::config::Config;
+use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
+use course_proto::v1::event_store_service_client::EventStoreServiceClient;
+use course_proto::v1::{self, EventEnvelope};
+use futures::StreamExt;
+use platform::telemetry::LogFormat;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_url();
+    let name = format!("cmd_test_{}", Uuid::new_v4().simple());
+    let conn = Database::connect(&admin)
+        .await
+        .expect("PostgreSQL answers at TEST_DATABASE_URL");
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    conn.close().await.expect("close");
+    let (base, _) = admin.rsplit_once('/').expect("url has a database");
+    format!("{base}/{name}")
+}
+
+pub fn config(database_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        database_max_connections: 16,
+        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
+        auth_jwt_secret: Some(SECRET.to_owned()),
+        auth_jwt_public_key_file: None,
+        log_format: LogFormat::Text,
+        request_timeout_ms: 30_000,
+        max_request_bytes: 64 * 1024,
+        command_retries: 10,
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let database_url = fresh_database().await;
+    spawn_app_on(config(&database_url)).await
+}
+
+/// Starts the app with `config` and waits until its health says SERVING.
+pub async fn spawn_app_on(config: Config) -> TestApp {
+    let app = spawn_unready(config).await;
+    app.wait_for_health(ServingStatus::Serving).await;
+    app
+}
+
+/// Starts the app without waiting for readiness.
+pub async fn spawn_unready(config: Config) -> TestApp {
+    platform::telemetry::init(LogFormat::Text);
+    let database_url = config.database_url.clone();
+    let app = Application::build(config).await.expect("app builds");
+    let addr: SocketAddr = format!("127.0.0.1:{}", app.port()).parse().expect("addr");
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_lazy();
+    TestApp {
+        addr,
+        database_url,
+        channel,
+        stop: Some(stop_tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn commands(&self) -> CourseCommandServiceClient<Channel> {
+        CourseCommandServiceClient::new(self.channel.clone())
+    }
+
+    pub fn event_store(&self) -> EventStoreServiceClient<Channel> {
+        EventStoreServiceClient::new(self.channel.clone())
+    }
+
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+
+    /// Waits (through the Watch stream, not a sleep loop) until health reports `wanted`.
+    pub async fn wait_for_health(&self, wanted: ServingStatus) {
+        let watch = async {
+            loop {
+                let Ok(response) = self
+                    .health()
+                    .watch(HealthCheckRequest {
+                        service: "course.v1.CourseCommandService".into(),
+                    })
+                    .await
+                else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let mut stream = response.into_inner();
+                while let Some(Ok(update)) = stream.next().await {
+                    if update.status == wanted as i32 {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), watch)
+            .await
+            .unwrap_or_else(|_| panic!("health never became {wanted:?}"));
+    }
+
+    /// Graceful stop: resolves when the server has drained.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app ran cleanly");
+        }
+    }
+
+    /// Stops this instance and starts a new one on the same database.
+    pub async fn restart(self) -> TestApp {
+        let url = self.database_url.clone();
+        self.stop().await;
+        spawn_app_on(config(&url)).await
+    }
+
+    /// All events of one course through ReadStream.
+    pub async fn stream(&self, course_id: &str) -> Vec<EventEnvelope> {
+        let response = self
+            .event_store()
+            .read_stream(v1::ReadStreamRequest {
+                course_id: course_id.to_owned(),
+                from_version: 0,
+                max_count: 0,
+            })
+            .await
+            .expect("read stream");
+        collect(response.into_inner()).await
+    }
+
+    /// Every sequenced event, in global order, through ReadAll.
+    pub async fn all(&self, from_position: u64) -> Vec<EventEnvelope> {
+        let response = self
+            .event_store()
+            .read_all(v1::ReadAllRequest {
+                from_position,
+                max_count: 0,
+                follow: false,
+            })
+            .await
+            .expect("read all");
+        let mut stream = response.into_inner();
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            out.push(item.expect("event").event.expect("envelope"));
+        }
+        out
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn collect(mut stream: tonic::Streaming<v1::ReadStreamResponse>) -> Vec<EventEnvelope> {
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        out.push(item.expect("event").event.expect("envelope"));
+    }
+    out
+}
+
+pub fn token(user: Uuid) -> String {
+    platform::auth::mint_hs256(SECRET.as_bytes(), user, Duration::from_secs(600)).expect("token")
+}
+
+/// A request carrying `user`'s bearer token.
+pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(user)).parse().expect("ascii"),
+    );
+    request
+}
+
+pub fn create_request(max_participants: u32) -> v1::CreateCourseRequest {
+    v1::CreateCourseRequest {
+        command_id: None,
+        title: "Event sourcing in Rust".into(),
+        description: "Aggregates, projections and the outbox".into(),
+        category: "Programming".into(),
+        max_participants,
+        expected_version: None,
+    }
+}
+
+/// Creates a course as `instructor` and returns its id.
+pub async fn create_course(app: &TestApp, instructor: Uuid, max_participants: u32) -> String {
+    app.commands()
+        .create_course(as_user(instructor, create_request(max_participants)))
+        .await
+        .expect("course created")
+        .into_inner()
+        .course_id
+}
+
+/// Creates a course and moves it to Presenting (or Active when `activate`).
+pub async fn open_course(app: &TestApp, instructor: Uuid, max: u32, activate: bool) -> String {
+    let id = create_course(app, instructor, max).await;
+    let mut commands = app.commands();
+    commands
+        .present_course(as_user(
+            instructor,
+            v1::PresentCourseRequest {
+                course_id: id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("presented");
+    if activate {
+        commands
+            .activate_course(as_user(
+                instructor,
+                v1::ActivateCourseRequest {
+                    course_id: id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("activated");
+    }
+    id
+}
+
+pub fn join(course_id: &str) -> v1::JoinCourseRequest {
+    v1::JoinCourseRequest {
+        course_id: course_id.to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real command-svc, its real tonic clients, a real PostgreSQL.
+
+mod availability;
+mod commands;
+mod concurrency;
+mod event_store;
+mod helpers;
+mod proxy;
