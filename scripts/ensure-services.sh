@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Makes sure the infrastructure the mesh and its tests need is answering on this machine:
+# PostgreSQL, RabbitMQ and Redis (installed from Debian packages when missing), and a
+# MongoDB-protocol server (see scripts/ensure-mongo.sh). Idempotent: a running service is left
+# alone. Addresses are the defaults the services use.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+log() { printf '[ensure-services] %s\n' "$*"; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() { # host port seconds
+  for _ in $(seq 1 $(( $3 * 10 ))); do port_open "$1" "$2" && return 0; sleep 0.1; done
+  return 1
+}
+
+apt_ready=0
+apt_install() {
+  if [ "$apt_ready" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_ready=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if port_open 127.0.0.1 5432; then return 0; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    # A fresh dev install: let loopback connections in without a password, as the defaults expect.
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+      sed -i -E 's/^(local\s+all\s+all\s+)\S+/\1trust/' "$hba"
+    done
+  fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  wait_port 127.0.0.1 5432 30 || { log "PostgreSQL did not come up"; exit 1; }
+}
+
+ensure_redis() {
+  if port_open 127.0.0.1 6379; then return 0; fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 127.0.0.1 6379 30 || { log "Redis did not come up"; exit 1; }
+}
+
+ensure_rabbitmq() {
+  if port_open 127.0.0.1 5672; then return 0; fi
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  log "starting RabbitMQ"
+  rabbitmq-server -detached
+  wait_port 127.0.0.1 5672 120 || { log "RabbitMQ did not come up"; exit 1; }
+}
+
+ensure_postgres
+ensure_redis
+ensure_rabbitmq
+if [ -x "$here/ensure-mongo.sh" ]; then "$here/ensure-mongo.sh"; fi
+log "PostgreSQL, Redis and RabbitMQ are answering"
