@@ -16,8 +16,9 @@ build: ## build every service (debug)
 services: ## start (installing if missing) PostgreSQL, RabbitMQ, Redis
 	scripts/ensure-services.sh
 
-tools: ## install grpcurl into .tools/bin
+tools: ## install grpcurl and the Python test tools into .tools/
 	scripts/install-grpcurl.sh
+	scripts/install-python-tools.sh
 
 run: services tools build ## bring the whole mesh up in the background and print how to call it
 	scripts/mesh.sh start

@@ -3,11 +3,8 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &[
-    "course/v1/events.proto",
-    "course/v1/commands.proto",
-    "course/v1/event_store.proto",
-];
+const PROTOS: &[&str] =
+    &["course/v1/events.proto", "course/v1/commands.proto", "course/v1/event_store.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

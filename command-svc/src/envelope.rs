@@ -15,10 +15,7 @@ pub fn envelope(event: &RecordedEvent) -> v1::EventEnvelope {
         event_type: event.event.event_type().to_owned(),
         occurred_at: Some(timestamp(event.occurred_at)),
         metadata: Some(v1::EventMetadata {
-            command_id: metadata
-                .command_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            command_id: metadata.command_id.map(|id| id.to_string()).unwrap_or_default(),
             correlation_id: metadata.correlation_id.to_string(),
             causation_id: metadata.causation_id.to_string(),
             actor_id: metadata.actor_id.to_string(),

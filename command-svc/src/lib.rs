@@ -6,6 +6,7 @@ pub mod config;
 pub mod envelope;
 pub mod grpc;
 pub mod readiness;
+pub mod relay;
 pub mod sequencer;
 pub mod startup;
 pub mod store;

@@ -38,10 +38,7 @@ async fn main() -> ExitCode {
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    EventStore::connect_lazy(database_url, 2)
-        .await?
-        .migrate()
-        .await?;
+    EventStore::connect_lazy(database_url, 2).await?.migrate().await?;
     tracing::info!("migrations applied");
     Ok(())
 }

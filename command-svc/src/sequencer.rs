@@ -20,10 +20,7 @@ const POLL: Duration = Duration::from_millis(250);
 pub type HeadSender = watch::Sender<u64>;
 
 fn fresh_backoff() -> backon::ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_max_delay(Duration::from_secs(5))
-        .without_max_times()
-        .build()
+    ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).without_max_times().build()
 }
 
 fn advance(head: &HeadSender, position: u64) {

@@ -21,15 +21,13 @@ use crate::app::CourseCommands;
 use crate::config::Config;
 use crate::grpc::{CommandApi, EventStoreApi};
 use crate::readiness::Readiness;
+use crate::relay::{RelayConfig, run_relay};
 use crate::sequencer::{run_head_listener, run_sequencer};
 use crate::store::EventStore;
 
 /// Names under which `grpc.health.v1` reports.
-const HEALTH_NAMES: [&str; 3] = [
-    "",
-    "course.v1.CourseCommandService",
-    "course.v1.EventStoreService",
-];
+const HEALTH_NAMES: [&str; 3] =
+    ["", "course.v1.CourseCommandService", "course.v1.EventStoreService"];
 /// How often the store is pinged to keep health current.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -39,6 +37,7 @@ pub struct Application {
     config: Config,
     store: EventStore,
     auth: Authenticator,
+    broker: messaging::Pool,
 }
 
 /// Builds the token verifier the configuration asks for.
@@ -67,31 +66,19 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-        Ok(Self {
-            listener,
-            config,
-            store,
-            auth,
-        })
+        let broker = messaging::pool(&config.rabbitmq_url, 2).context("invalid RABBITMQ_URL")?;
+        Ok(Self { listener, config, store, auth, broker })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls and
     /// stops the background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            config,
-            store,
-            auth,
-        } = self;
+        let Self { listener, config, store, auth, broker } = self;
         let stop = CancellationToken::new();
         let readiness = Readiness::default();
         let appended = Arc::new(Notify::new());
@@ -113,6 +100,17 @@ impl Application {
                 stop.clone(),
             )),
             tokio::spawn(run_head_listener(store.clone(), head_tx, stop.clone())),
+            tokio::spawn(run_relay(
+                store.clone(),
+                broker,
+                RelayConfig {
+                    exchange: config.rabbitmq_exchange.clone(),
+                    batch_size: config.relay_batch_size,
+                },
+                head_rx.clone(),
+                health.clone(),
+                stop.clone(),
+            )),
         ];
 
         let commands = CourseCommands::new(store.clone(), config.command_retries, appended);
@@ -207,11 +205,7 @@ async fn watch_store(
                 }
             }
             readiness.set(up);
-            let status = if up {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
             set_health(&health, status).await;
             HEALTH_INTERVAL
         };

@@ -103,14 +103,9 @@ impl Course {
             Event::CoursePresented {} => self.status = Some(CourseStatus::Presenting),
             Event::CourseActivated {} => self.status = Some(CourseStatus::Active),
             Event::CourseCompleted {} => self.status = Some(CourseStatus::Completed),
-            Event::SectionAdded {
-                section_id,
-                position,
-                ..
-            } => self.sections.push(Section {
-                id: *section_id,
-                position: *position,
-            }),
+            Event::SectionAdded { section_id, position, .. } => {
+                self.sections.push(Section { id: *section_id, position: *position })
+            }
             Event::UserJoinedCourse { user_id } => {
                 self.participants.insert(*user_id);
             }
@@ -125,15 +120,7 @@ impl Course {
     /// succeeds without changing anything (for example a title set to its current value).
     pub fn handle(&self, actor: Uuid, command: &Command) -> Result<Vec<Event>, DomainError> {
         let status = match (self.status, command) {
-            (
-                None,
-                Command::CreateCourse {
-                    title,
-                    description,
-                    category,
-                    max_participants,
-                },
-            ) => {
+            (None, Command::CreateCourse { title, description, category, max_participants }) => {
                 return Ok(vec![Event::CourseCreated {
                     instructor_id: actor,
                     title: title.clone(),
@@ -156,9 +143,7 @@ impl Course {
                 Ok(if *title == self.title {
                     vec![]
                 } else {
-                    vec![Event::CourseTitleChanged {
-                        title: title.clone(),
-                    }]
+                    vec![Event::CourseTitleChanged { title: title.clone() }]
                 })
             }
             Command::ChangeDescription { description } => {
@@ -167,9 +152,7 @@ impl Course {
                 Ok(if *description == self.description {
                     vec![]
                 } else {
-                    vec![Event::CourseDescriptionChanged {
-                        description: description.clone(),
-                    }]
+                    vec![Event::CourseDescriptionChanged { description: description.clone() }]
                 })
             }
             Command::Present => {
@@ -187,12 +170,7 @@ impl Course {
                 transition(status, CourseStatus::Active, CourseStatus::Completed)?;
                 Ok(vec![Event::CourseCompleted {}])
             }
-            Command::AddSection {
-                section_id,
-                title,
-                description,
-                video_url,
-            } => {
+            Command::AddSection { section_id, title, description, video_url } => {
                 self.require_instructor(actor)?;
                 self.require_not_completed(status)?;
                 if self.sections.len() >= MAX_SECTIONS {
@@ -219,9 +197,7 @@ impl Course {
                 if self.max_participants != 0
                     && self.participants.len() >= self.max_participants as usize
                 {
-                    return Err(DomainError::CourseFull {
-                        max: self.max_participants,
-                    });
+                    return Err(DomainError::CourseFull { max: self.max_participants });
                 }
                 Ok(vec![Event::UserJoinedCourse { user_id: actor }])
             }
@@ -249,19 +225,11 @@ impl Course {
     }
 
     fn require_instructor(&self, actor: Uuid) -> Result<(), DomainError> {
-        if actor == self.instructor_id {
-            Ok(())
-        } else {
-            Err(DomainError::NotInstructor)
-        }
+        if actor == self.instructor_id { Ok(()) } else { Err(DomainError::NotInstructor) }
     }
 
     fn require_not_completed(&self, status: CourseStatus) -> Result<(), DomainError> {
-        if status == CourseStatus::Completed {
-            Err(DomainError::CourseCompleted)
-        } else {
-            Ok(())
-        }
+        if status == CourseStatus::Completed { Err(DomainError::CourseCompleted) } else { Ok(()) }
     }
 }
 
@@ -311,11 +279,7 @@ mod tests {
         vec![created(0), Event::CoursePresented {}]
     }
     fn active() -> Vec<Event> {
-        vec![
-            created(0),
-            Event::CoursePresented {},
-            Event::CourseActivated {},
-        ]
+        vec![created(0), Event::CoursePresented {}, Event::CourseActivated {}]
     }
     fn completed() -> Vec<Event> {
         let mut events = active();
@@ -338,10 +302,7 @@ mod tests {
         }
     }
     fn comment() -> Command {
-        Command::Comment {
-            comment_id: Uuid::from_u128(77),
-            text: "Great".into(),
-        }
+        Command::Comment { comment_id: Uuid::from_u128(77), text: "Great".into() }
     }
 
     #[test]
@@ -363,21 +324,13 @@ mod tests {
             category: "z".into(),
             max_participants: 0,
         };
-        let err = given(&[created(0)])
-            .handle(instructor(), &cmd)
-            .expect_err("refused");
+        let err = given(&[created(0)]).handle(instructor(), &cmd).expect_err("refused");
         assert_eq!(err, DomainError::CourseAlreadyExists);
     }
 
     #[test]
     fn any_command_on_a_missing_course_is_not_found() {
-        for cmd in [
-            Command::Present,
-            Command::Join,
-            Command::Leave,
-            comment(),
-            add_section(),
-        ] {
+        for cmd in [Command::Present, Command::Join, Command::Leave, comment(), add_section()] {
             let err = given(&[]).handle(alice(), &cmd).expect_err("refused");
             assert_eq!(err, DomainError::CourseNotFound);
             assert_eq!(err.kind(), ErrorKind::NotFound);
@@ -388,26 +341,12 @@ mod tests {
     fn the_instructor_changes_title_and_description() {
         let course = given(&[created(0)]);
         assert_eq!(
-            course.handle(
-                instructor(),
-                &Command::ChangeTitle {
-                    title: "Rust 2".into()
-                }
-            ),
-            Ok(vec![Event::CourseTitleChanged {
-                title: "Rust 2".into()
-            }])
+            course.handle(instructor(), &Command::ChangeTitle { title: "Rust 2".into() }),
+            Ok(vec![Event::CourseTitleChanged { title: "Rust 2".into() }])
         );
         assert_eq!(
-            course.handle(
-                instructor(),
-                &Command::ChangeDescription {
-                    description: "New".into()
-                }
-            ),
-            Ok(vec![Event::CourseDescriptionChanged {
-                description: "New".into()
-            }])
+            course.handle(instructor(), &Command::ChangeDescription { description: "New".into() }),
+            Ok(vec![Event::CourseDescriptionChanged { description: "New".into() }])
         );
     }
 
@@ -415,20 +354,13 @@ mod tests {
     fn setting_the_same_title_or_description_succeeds_with_no_event() {
         let course = given(&[created(0)]);
         assert_eq!(
-            course.handle(
-                instructor(),
-                &Command::ChangeTitle {
-                    title: "Rust".into()
-                }
-            ),
+            course.handle(instructor(), &Command::ChangeTitle { title: "Rust".into() }),
             Ok(vec![])
         );
         assert_eq!(
             course.handle(
                 instructor(),
-                &Command::ChangeDescription {
-                    description: "Ownership and borrowing".into()
-                }
+                &Command::ChangeDescription { description: "Ownership and borrowing".into() }
             ),
             Ok(vec![])
         );
@@ -439,9 +371,7 @@ mod tests {
         let course = given(&active());
         for cmd in [
             Command::ChangeTitle { title: "x".into() },
-            Command::ChangeDescription {
-                description: "x".into(),
-            },
+            Command::ChangeDescription { description: "x".into() },
             Command::Present,
             Command::Activate,
             Command::Complete,
@@ -458,9 +388,7 @@ mod tests {
         let course = given(&completed());
         for cmd in [
             Command::ChangeTitle { title: "x".into() },
-            Command::ChangeDescription {
-                description: "x".into(),
-            },
+            Command::ChangeDescription { description: "x".into() },
             add_section(),
         ] {
             let err = course.handle(instructor(), &cmd).expect_err("refused");
@@ -502,13 +430,8 @@ mod tests {
             (completed(), Command::Complete),
         ];
         for (events, cmd) in cases {
-            let err = given(&events)
-                .handle(instructor(), &cmd)
-                .expect_err("refused");
-            assert!(
-                matches!(err, DomainError::InvalidTransition { .. }),
-                "{cmd:?}: {err}"
-            );
+            let err = given(&events).handle(instructor(), &cmd).expect_err("refused");
+            assert!(matches!(err, DomainError::InvalidTransition { .. }), "{cmd:?}: {err}");
             assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
         }
     }
@@ -516,21 +439,11 @@ mod tests {
     #[test]
     fn sections_get_consecutive_positions() {
         let course = given(&[created(0)]);
-        let events = course
-            .handle(instructor(), &add_section())
-            .expect("allowed");
-        assert!(matches!(
-            events[..],
-            [Event::SectionAdded { position: 1, .. }]
-        ));
+        let events = course.handle(instructor(), &add_section()).expect("allowed");
+        assert!(matches!(events[..], [Event::SectionAdded { position: 1, .. }]));
         let course = given(&with(vec![created(0)], &events));
-        let events = course
-            .handle(instructor(), &add_section())
-            .expect("allowed");
-        assert!(matches!(
-            events[..],
-            [Event::SectionAdded { position: 2, .. }]
-        ));
+        let events = course.handle(instructor(), &add_section()).expect("allowed");
+        assert!(matches!(events[..], [Event::SectionAdded { position: 2, .. }]));
     }
 
     #[test]
@@ -545,37 +458,28 @@ mod tests {
                 video_url: "https://v.example".into(),
             });
         }
-        let err = given(&events)
-            .handle(instructor(), &add_section())
-            .expect_err("refused");
+        let err = given(&events).handle(instructor(), &add_section()).expect_err("refused");
         assert_eq!(err, DomainError::SectionLimitReached { max: MAX_SECTIONS });
     }
 
     #[test]
     fn users_join_presenting_and_active_courses() {
         for events in [presenting(), active()] {
-            assert_eq!(
-                given(&events).handle(alice(), &Command::Join),
-                Ok(vec![joined(alice())])
-            );
+            assert_eq!(given(&events).handle(alice(), &Command::Join), Ok(vec![joined(alice())]));
         }
     }
 
     #[test]
     fn joining_a_created_or_completed_course_is_refused() {
         for events in [vec![created(0)], completed()] {
-            let err = given(&events)
-                .handle(alice(), &Command::Join)
-                .expect_err("refused");
+            let err = given(&events).handle(alice(), &Command::Join).expect_err("refused");
             assert!(matches!(err, DomainError::NotOpenForEnrolment { .. }));
         }
     }
 
     #[test]
     fn the_instructor_cannot_join_their_own_course() {
-        let err = given(&presenting())
-            .handle(instructor(), &Command::Join)
-            .expect_err("refused");
+        let err = given(&presenting()).handle(instructor(), &Command::Join).expect_err("refused");
         assert_eq!(err, DomainError::InstructorCannotJoin);
     }
 
@@ -590,9 +494,7 @@ mod tests {
     #[test]
     fn joining_a_full_course_is_refused() {
         let events = vec![created(1), Event::CoursePresented {}, joined(alice())];
-        let err = given(&events)
-            .handle(bob(), &Command::Join)
-            .expect_err("refused");
+        let err = given(&events).handle(bob(), &Command::Join).expect_err("refused");
         assert_eq!(err, DomainError::CourseFull { max: 1 });
     }
 
@@ -604,10 +506,7 @@ mod tests {
             joined(alice()),
             Event::UserLeftCourse { user_id: alice() },
         ];
-        assert_eq!(
-            given(&events).handle(bob(), &Command::Join),
-            Ok(vec![joined(bob())])
-        );
+        assert_eq!(given(&events).handle(bob(), &Command::Join), Ok(vec![joined(bob())]));
     }
 
     #[test]
@@ -620,21 +519,14 @@ mod tests {
 
     #[test]
     fn leaving_without_being_a_participant_is_refused() {
-        let err = given(&active())
-            .handle(alice(), &Command::Leave)
-            .expect_err("refused");
+        let err = given(&active()).handle(alice(), &Command::Leave).expect_err("refused");
         assert_eq!(err, DomainError::NotParticipant);
     }
 
     #[test]
     fn leaving_a_completed_course_is_refused() {
-        let events = with(
-            with(active(), &[joined(alice())]),
-            &[Event::CourseCompleted {}],
-        );
-        let err = given(&events)
-            .handle(alice(), &Command::Leave)
-            .expect_err("refused");
+        let events = with(with(active(), &[joined(alice())]), &[Event::CourseCompleted {}]);
+        let err = given(&events).handle(alice(), &Command::Leave).expect_err("refused");
         assert_eq!(err, DomainError::CourseCompleted);
     }
 
@@ -658,10 +550,7 @@ mod tests {
 
     #[test]
     fn outsiders_and_former_participants_cannot_comment() {
-        let events = with(
-            active(),
-            &[joined(alice()), Event::UserLeftCourse { user_id: alice() }],
-        );
+        let events = with(active(), &[joined(alice()), Event::UserLeftCourse { user_id: alice() }]);
         let course = given(&events);
         for actor in [alice(), bob()] {
             let err = course.handle(actor, &comment()).expect_err("refused");
@@ -673,9 +562,7 @@ mod tests {
     #[test]
     fn comments_on_a_course_that_is_not_yet_active_are_refused() {
         for events in [vec![created(0)], with(presenting(), &[joined(alice())])] {
-            let err = given(&events)
-                .handle(instructor(), &comment())
-                .expect_err("refused");
+            let err = given(&events).handle(instructor(), &comment()).expect_err("refused");
             assert!(matches!(err, DomainError::NotOpenForComments { .. }));
         }
     }

@@ -201,9 +201,7 @@ mod tests {
                 max_participants: 3,
             },
             Event::CourseTitleChanged { title: "t2".into() },
-            Event::CourseDescriptionChanged {
-                description: "d2".into(),
-            },
+            Event::CourseDescriptionChanged { description: "d2".into() },
             Event::CoursePresented {},
             Event::CourseActivated {},
             Event::CourseCompleted {},
@@ -216,19 +214,12 @@ mod tests {
             },
             Event::UserJoinedCourse { user_id: id },
             Event::UserLeftCourse { user_id: id },
-            Event::CourseCommented {
-                comment_id: id,
-                author_id: id,
-                text: "hi".into(),
-            },
+            Event::CourseCommented { comment_id: id, author_id: id, text: "hi".into() },
         ];
         for event in events {
-            let back = Event::from_stored(
-                event.event_type(),
-                event.schema_version(),
-                event.to_payload(),
-            )
-            .expect("decodes");
+            let back =
+                Event::from_stored(event.event_type(), event.schema_version(), event.to_payload())
+                    .expect("decodes");
             assert_eq!(back, event);
         }
     }
@@ -258,13 +249,7 @@ mod tests {
     #[test]
     fn an_unknown_schema_version_is_an_error_not_a_guess() {
         let err = Event::from_stored("CourseCreated", 9, json!({})).expect_err("refused");
-        assert!(matches!(
-            err,
-            EventDecodeError::UnknownSchema {
-                schema_version: 9,
-                ..
-            }
-        ));
+        assert!(matches!(err, EventDecodeError::UnknownSchema { schema_version: 9, .. }));
         let err = Event::from_stored("Nope", 1, json!({})).expect_err("refused");
         assert!(matches!(err, EventDecodeError::UnknownSchema { .. }));
     }

@@ -46,9 +46,7 @@ pub fn comment(raw: &str) -> Result<String, String> {
 /// 0 (no limit) to [`MAX_PARTICIPANTS_LIMIT`].
 pub fn max_participants(raw: u32) -> Result<u32, String> {
     if raw > MAX_PARTICIPANTS_LIMIT {
-        Err(format!(
-            "must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT} (got {raw})"
-        ))
+        Err(format!("must be 0 (no limit) to {MAX_PARTICIPANTS_LIMIT} (got {raw})"))
     } else {
         Ok(raw)
     }
@@ -80,10 +78,7 @@ mod tests {
     #[test]
     fn lengths_count_characters_after_trimming() {
         assert_eq!(title("  Rust  "), Ok("Rust".to_owned()));
-        assert!(
-            title(&"é".repeat(200)).is_ok(),
-            "200 two-byte characters fit"
-        );
+        assert!(title(&"é".repeat(200)).is_ok(), "200 two-byte characters fit");
         assert!(title(&"é".repeat(201)).is_err());
         assert!(title("   ").is_err());
         assert!(description(&"x".repeat(5001)).is_err());
@@ -104,13 +99,7 @@ mod tests {
     fn video_urls_must_be_absolute_http_or_https() {
         assert!(video_url("https://videos.example/a.mp4").is_ok());
         assert!(video_url("http://localhost:8080/v").is_ok());
-        for bad in [
-            "",
-            "videos.example/a",
-            "ftp://x/y",
-            "javascript:alert(1)",
-            "https://",
-        ] {
+        for bad in ["", "videos.example/a", "ftp://x/y", "javascript:alert(1)", "https://"] {
             assert!(video_url(bad).is_err(), "{bad}");
         }
     }

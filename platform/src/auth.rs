@@ -51,9 +51,7 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("algorithms", &self.validation.algorithms)
-            .finish()
+        f.debug_struct("Authenticator").field("algorithms", &self.validation.algorithms).finish()
     }
 }
 
@@ -65,10 +63,7 @@ impl Authenticator {
 
     /// RS256 with a PEM public key.
     pub fn rs256_pem(public_key_pem: &[u8]) -> anyhow::Result<Self> {
-        Ok(Self::new(
-            DecodingKey::from_rsa_pem(public_key_pem)?,
-            Algorithm::RS256,
-        ))
+        Ok(Self::new(DecodingKey::from_rsa_pem(public_key_pem)?, Algorithm::RS256))
     }
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
@@ -102,11 +97,7 @@ impl Authenticator {
 /// Mints an HS256 token for `sub`, valid for `ttl` (development and tests).
 pub fn mint_hs256(secret: &[u8], sub: Uuid, ttl: Duration) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-    let claims = Claims {
-        sub: sub.to_string(),
-        exp: (now + ttl).as_secs(),
-        iat: now.as_secs(),
-    };
+    let claims = Claims { sub: sub.to_string(), exp: (now + ttl).as_secs(), iat: now.as_secs() };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -129,11 +120,7 @@ mod tests {
         let user = Uuid::now_v7();
         let token = mint_hs256(b"secret", user, Duration::from_secs(60)).expect("mints");
         let auth = Authenticator::hs256(b"secret");
-        assert_eq!(
-            auth.authenticate(&metadata(&format!("Bearer {token}")))
-                .expect("valid"),
-            user
-        );
+        assert_eq!(auth.authenticate(&metadata(&format!("Bearer {token}"))).expect("valid"), user);
     }
 
     #[test]
@@ -145,15 +132,8 @@ mod tests {
             auth.authenticate(&metadata(&format!("Bearer {other}"))),
             Err(AuthError::Invalid(_))
         ));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let claims = Claims {
-            sub: user.to_string(),
-            exp: now - 3600,
-            iat: now - 7200,
-        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+        let claims = Claims { sub: user.to_string(), exp: now - 3600, iat: now - 7200 };
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
@@ -161,36 +141,20 @@ mod tests {
         )
         .expect("encodes");
         assert!(matches!(auth.verify(&expired), Err(AuthError::Invalid(_))));
-        assert!(matches!(
-            auth.authenticate(&MetadataMap::new()),
-            Err(AuthError::Missing)
-        ));
-        assert!(matches!(
-            auth.authenticate(&metadata("Basic abc")),
-            Err(AuthError::Malformed)
-        ));
+        assert!(matches!(auth.authenticate(&MetadataMap::new()), Err(AuthError::Missing)));
+        assert!(matches!(auth.authenticate(&metadata("Basic abc")), Err(AuthError::Malformed)));
     }
 
     #[test]
     fn a_subject_that_is_not_a_uuid_is_refused() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let claims = Claims {
-            sub: "alice".into(),
-            exp: now + 60,
-            iat: now,
-        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+        let claims = Claims { sub: "alice".into(), exp: now + 60, iat: now };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
             &EncodingKey::from_secret(b"s"),
         )
         .expect("encodes");
-        assert!(matches!(
-            Authenticator::hs256(b"s").verify(&token),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(Authenticator::hs256(b"s").verify(&token), Err(AuthError::Invalid(_))));
     }
 }

@@ -55,36 +55,28 @@ impl From<&Event> for Payload {
             Event::CoursePresented {} => Payload::CoursePresented(v1::CoursePresented {}),
             Event::CourseActivated {} => Payload::CourseActivated(v1::CourseActivated {}),
             Event::CourseCompleted {} => Payload::CourseCompleted(v1::CourseCompleted {}),
-            Event::SectionAdded {
-                section_id,
-                position,
-                title,
-                description,
-                video_url,
-            } => Payload::SectionAdded(v1::SectionAdded {
-                section_id: section_id.to_string(),
-                position,
-                title,
-                description,
-                video_url,
-            }),
-            Event::UserJoinedCourse { user_id } => {
-                Payload::UserJoinedCourse(v1::UserJoinedCourse {
-                    user_id: user_id.to_string(),
+            Event::SectionAdded { section_id, position, title, description, video_url } => {
+                Payload::SectionAdded(v1::SectionAdded {
+                    section_id: section_id.to_string(),
+                    position,
+                    title,
+                    description,
+                    video_url,
                 })
             }
-            Event::UserLeftCourse { user_id } => Payload::UserLeftCourse(v1::UserLeftCourse {
-                user_id: user_id.to_string(),
-            }),
-            Event::CourseCommented {
-                comment_id,
-                author_id,
-                text,
-            } => Payload::CourseCommented(v1::CourseCommented {
-                comment_id: comment_id.to_string(),
-                author_id: author_id.to_string(),
-                text,
-            }),
+            Event::UserJoinedCourse { user_id } => {
+                Payload::UserJoinedCourse(v1::UserJoinedCourse { user_id: user_id.to_string() })
+            }
+            Event::UserLeftCourse { user_id } => {
+                Payload::UserLeftCourse(v1::UserLeftCourse { user_id: user_id.to_string() })
+            }
+            Event::CourseCommented { comment_id, author_id, text } => {
+                Payload::CourseCommented(v1::CourseCommented {
+                    comment_id: comment_id.to_string(),
+                    author_id: author_id.to_string(),
+                    text,
+                })
+            }
         }
     }
 }
@@ -128,9 +120,9 @@ impl TryFrom<&Payload> for Event {
                 max_participants: p.max_participants,
             },
             Payload::CourseTitleChanged(p) => Event::CourseTitleChanged { title: p.title },
-            Payload::CourseDescriptionChanged(p) => Event::CourseDescriptionChanged {
-                description: p.description,
-            },
+            Payload::CourseDescriptionChanged(p) => {
+                Event::CourseDescriptionChanged { description: p.description }
+            }
             Payload::CoursePresented(_) => Event::CoursePresented {},
             Payload::CourseActivated(_) => Event::CourseActivated {},
             Payload::CourseCompleted(_) => Event::CourseCompleted {},
@@ -141,12 +133,12 @@ impl TryFrom<&Payload> for Event {
                 description: p.description,
                 video_url: p.video_url,
             },
-            Payload::UserJoinedCourse(p) => Event::UserJoinedCourse {
-                user_id: uuid(&p.user_id, "user_id")?,
-            },
-            Payload::UserLeftCourse(p) => Event::UserLeftCourse {
-                user_id: uuid(&p.user_id, "user_id")?,
-            },
+            Payload::UserJoinedCourse(p) => {
+                Event::UserJoinedCourse { user_id: uuid(&p.user_id, "user_id")? }
+            }
+            Payload::UserLeftCourse(p) => {
+                Event::UserLeftCourse { user_id: uuid(&p.user_id, "user_id")? }
+            }
             Payload::CourseCommented(p) => Event::CourseCommented {
                 comment_id: uuid(&p.comment_id, "comment_id")?,
                 author_id: uuid(&p.author_id, "author_id")?,
@@ -159,11 +151,7 @@ impl TryFrom<&Payload> for Event {
 impl TryFrom<&v1::EventEnvelope> for Event {
     type Error = PayloadError;
     fn try_from(envelope: &v1::EventEnvelope) -> Result<Self, Self::Error> {
-        envelope
-            .payload
-            .as_ref()
-            .ok_or(PayloadError::Missing)?
-            .try_into()
+        envelope.payload.as_ref().ok_or(PayloadError::Missing)?.try_into()
     }
 }
 

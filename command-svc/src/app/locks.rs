@@ -27,42 +27,25 @@ impl KeyedLocks {
     /// Waits for the lock of `key`.
     pub async fn lock(&self, key: Uuid) -> KeyGuard {
         let mutex = {
-            let mut map = self
-                .inner
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut map = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             map.entry(key).or_default().clone()
         };
         let guard = mutex.lock_owned().await;
-        KeyGuard {
-            key,
-            locks: self.clone(),
-            guard: Some(guard),
-        }
+        KeyGuard { key, locks: self.clone(), guard: Some(guard) }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 }
 
 impl Drop for KeyGuard {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let mut map = self
-            .locks
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self.locks.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // One reference in the map; any other means a holder or waiter still needs it.
-        if map
-            .get(&self.key)
-            .is_some_and(|m| Arc::strong_count(m) == 1)
-        {
+        if map.get(&self.key).is_some_and(|m| Arc::strong_count(m) == 1) {
             map.remove(&self.key);
         }
     }

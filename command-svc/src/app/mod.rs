@@ -105,12 +105,7 @@ enum Attempt {
 impl CourseCommands {
     /// `appended` is notified after every successful append (it wakes the sequencer).
     pub fn new(store: EventStore, retries: usize, appended: Arc<Notify>) -> Self {
-        Self {
-            store,
-            locks: KeyedLocks::default(),
-            retries,
-            appended,
-        }
+        Self { store, locks: KeyedLocks::default(), retries, appended }
     }
 
     /// Runs `command` on course `course_id` for `ctx.actor`.
@@ -158,10 +153,7 @@ impl CourseCommands {
         let history = if matches!(command, Command::CreateCourse { .. }) {
             Vec::new() // a fresh id: nothing to load
         } else {
-            self.store
-                .load_stream(course_id)
-                .await
-                .map_err(|e| Attempt::Fail(e.into()))?
+            self.store.load_stream(course_id).await.map_err(|e| Attempt::Fail(e.into()))?
         };
         let course = Course::from_events(history.iter().map(|r| &r.event));
         if let Some(expected) = ctx.expected_version
@@ -172,9 +164,7 @@ impl CourseCommands {
                 current: course.version,
             }));
         }
-        let events = course
-            .handle(ctx.actor, command)
-            .map_err(|e| Attempt::Fail(e.into()))?;
+        let events = course.handle(ctx.actor, command).map_err(|e| Attempt::Fail(e.into()))?;
         let outcome = outcome(course_id, course.version + events.len() as u64, &events);
         let record = match ctx.command_id {
             Some(command_id) => Some(CommandRecord {
@@ -196,23 +186,11 @@ impl CourseCommands {
             actor_id: ctx.actor,
             traceparent: ctx.traceparent.clone(),
         };
-        let new_events: Vec<NewEvent> = events
-            .into_iter()
-            .map(|event| NewEvent {
-                event_id: Uuid::now_v7(),
-                event,
-            })
-            .collect();
+        let new_events: Vec<NewEvent> =
+            events.into_iter().map(|event| NewEvent { event_id: Uuid::now_v7(), event }).collect();
         match self
             .store
-            .append(
-                course_id,
-                course.version,
-                &new_events,
-                &metadata,
-                Utc::now(),
-                record.as_ref(),
-            )
+            .append(course_id, course.version, &new_events, &metadata, Utc::now(), record.as_ref())
             .await
         {
             Ok(_) => {
@@ -222,10 +200,9 @@ impl CourseCommands {
                 Ok(outcome)
             }
             Err(StoreError::Conflict { current }) => match ctx.expected_version {
-                Some(expected) => Err(Attempt::Fail(AppError::VersionMismatch {
-                    expected,
-                    current,
-                })),
+                Some(expected) => {
+                    Err(Attempt::Fail(AppError::VersionMismatch { expected, current }))
+                }
                 None => {
                     tracing::debug!(current, "concurrent append, deciding again");
                     Err(Attempt::Conflict)
@@ -238,12 +215,7 @@ impl CourseCommands {
                         "duplicate without command id"
                     )))
                 })?;
-                match self
-                    .store
-                    .find_command(id)
-                    .await
-                    .map_err(|e| Attempt::Fail(e.into()))?
-                {
+                match self.store.find_command(id).await.map_err(|e| Attempt::Fail(e.into()))? {
                     Some(previous) => replay(ctx, previous).map_err(Attempt::Fail),
                     None => Err(Attempt::Conflict),
                 }
@@ -261,20 +233,11 @@ fn replay(ctx: &CommandContext, previous: CommandRecord) -> Result<Outcome, AppE
 }
 
 fn outcome(course_id: Uuid, version: u64, events: &[Event]) -> Outcome {
-    let mut outcome = Outcome {
-        course_id,
-        version,
-        section_id: None,
-        position: None,
-        comment_id: None,
-    };
+    let mut outcome =
+        Outcome { course_id, version, section_id: None, position: None, comment_id: None };
     for event in events {
         match event {
-            Event::SectionAdded {
-                section_id,
-                position,
-                ..
-            } => {
+            Event::SectionAdded { section_id, position, .. } => {
                 outcome.section_id = Some(*section_id);
                 outcome.position = Some(*position);
             }

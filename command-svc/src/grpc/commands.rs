@@ -30,11 +30,7 @@ struct Envelope<'a> {
 
 impl CommandApi {
     pub fn new(commands: CourseCommands, auth: Authenticator, readiness: Readiness) -> Self {
-        Self {
-            commands,
-            auth,
-            readiness,
-        }
+        Self { commands, auth, readiness }
     }
 
     /// Authenticates, validates the shared fields and the command's own (`build`), then runs it.
@@ -52,9 +48,7 @@ impl CommandApi {
             None => Some(Uuid::now_v7()),
         };
         let command_id = match envelope.command_id {
-            Some(raw) => violations
-                .check("command_id", validation::uuid(raw))
-                .map(Some),
+            Some(raw) => violations.check("command_id", validation::uuid(raw)).map(Some),
             None => Some(None),
         };
         let command = build(&mut violations);
@@ -106,20 +100,14 @@ impl CourseCommandService for CommandApi {
         let outcome = self
             .run(request.metadata(), r, envelope, |v| {
                 if r.expected_version.is_some_and(|e| e != 0) {
-                    v.check::<()>(
-                        "expected_version",
-                        Err("a new course is at version 0".into()),
-                    );
+                    v.check::<()>("expected_version", Err("a new course is at version 0".into()));
                 }
                 Command::CreateCourse {
                     title: text(v, "title", validation::title(&r.title)),
                     description: text(v, "description", validation::description(&r.description)),
                     category: text(v, "category", validation::category(&r.category)),
                     max_participants: v
-                        .check(
-                            "max_participants",
-                            validation::max_participants(r.max_participants),
-                        )
+                        .check("max_participants", validation::max_participants(r.max_participants))
                         .unwrap_or_default(),
                 }
             })
@@ -164,10 +152,8 @@ impl CourseCommandService for CommandApi {
             expected_version: r.expected_version,
         };
         let outcome = self
-            .run(request.metadata(), r, envelope, |v| {
-                Command::ChangeDescription {
-                    description: text(v, "description", validation::description(&r.description)),
-                }
+            .run(request.metadata(), r, envelope, |v| Command::ChangeDescription {
+                description: text(v, "description", validation::description(&r.description)),
             })
             .await?;
         Ok(Response::new(v1::ChangeCourseDescriptionResponse {
@@ -187,9 +173,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self
-            .run(request.metadata(), r, envelope, |_| Command::Present)
-            .await?;
+        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Present).await?;
         Ok(Response::new(v1::PresentCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -207,9 +191,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self
-            .run(request.metadata(), r, envelope, |_| Command::Activate)
-            .await?;
+        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Activate).await?;
         Ok(Response::new(v1::ActivateCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -227,9 +209,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self
-            .run(request.metadata(), r, envelope, |_| Command::Complete)
-            .await?;
+        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Complete).await?;
         Ok(Response::new(v1::CompleteCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -262,10 +242,7 @@ impl CourseCommandService for CommandApi {
         Ok(Response::new(v1::AddSectionResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
-            section_id: outcome
-                .section_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            section_id: outcome.section_id.map(|id| id.to_string()).unwrap_or_default(),
             position: outcome.position.unwrap_or_default(),
         }))
     }
@@ -281,9 +258,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self
-            .run(request.metadata(), r, envelope, |_| Command::Join)
-            .await?;
+        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Join).await?;
         Ok(Response::new(v1::JoinCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -301,9 +276,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self
-            .run(request.metadata(), r, envelope, |_| Command::Leave)
-            .await?;
+        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Leave).await?;
         Ok(Response::new(v1::LeaveCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -330,10 +303,7 @@ impl CourseCommandService for CommandApi {
         Ok(Response::new(v1::CommentCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
-            comment_id: outcome
-                .comment_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            comment_id: outcome.comment_id.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
 }

@@ -38,12 +38,7 @@ impl EventStoreApi {
         stop: CancellationToken,
         readiness: Readiness,
     ) -> Self {
-        Self {
-            store,
-            head,
-            stop,
-            readiness,
-        }
+        Self { store, head, stop, readiness }
     }
 }
 
@@ -61,16 +56,9 @@ impl EventStoreService for EventStoreApi {
         let course_id =
             validation::uuid(&r.course_id).map_err(|e| invalid_field("course_id", e))?;
         self.readiness.check()?;
-        let max = if r.max_count == 0 {
-            u64::MAX
-        } else {
-            u64::from(r.max_count)
-        };
+        let max = if r.max_count == 0 { u64::MAX } else { u64::from(r.max_count) };
         let mut next = r.from_version.max(1);
-        let first = self
-            .store
-            .read_stream(course_id, next, Some(PAGE.min(max)))
-            .await?;
+        let first = self.store.read_stream(course_id, next, Some(PAGE.min(max))).await?;
         if first.is_empty() && next == 1 {
             return Err(Status::not_found("course not found"));
         }
@@ -84,9 +72,7 @@ impl EventStoreService for EventStoreApi {
                 for event in &batch {
                     next = event.version + 1;
                     sent += 1;
-                    let item = v1::ReadStreamResponse {
-                        event: Some(envelope(event)),
-                    };
+                    let item = v1::ReadStreamResponse { event: Some(envelope(event)) };
                     if tx.send(Ok(item)).await.is_err() {
                         return; // client went away
                     }
@@ -94,10 +80,7 @@ impl EventStoreService for EventStoreApi {
                 if !full_page || sent >= max {
                     return;
                 }
-                batch = match store
-                    .read_stream(course_id, next, Some(PAGE.min(max - sent)))
-                    .await
-                {
+                batch = match store.read_stream(course_id, next, Some(PAGE.min(max - sent))).await {
                     Ok(batch) => batch,
                     Err(err) => {
                         let _ = tx.send(Err(err.into())).await;
@@ -116,11 +99,7 @@ impl EventStoreService for EventStoreApi {
     ) -> Result<Response<Self::ReadAllStream>, Status> {
         let r = request.into_inner();
         self.readiness.check()?;
-        let max = if r.max_count == 0 {
-            u64::MAX
-        } else {
-            u64::from(r.max_count)
-        };
+        let max = if r.max_count == 0 { u64::MAX } else { u64::from(r.max_count) };
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
         let mut head = self.head.clone();
@@ -141,9 +120,7 @@ impl EventStoreService for EventStoreApi {
                 for event in &batch {
                     position = event.global_position.unwrap_or(position);
                     sent += 1;
-                    let item = v1::ReadAllResponse {
-                        event: Some(envelope(event)),
-                    };
+                    let item = v1::ReadAllResponse { event: Some(envelope(event)) };
                     if tx.send(Ok(item)).await.is_err() {
                         return;
                     }

@@ -62,9 +62,9 @@ pub(crate) fn is_unavailable(err: &DbErr) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
         // Class 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
         _ => false,
     }
 }

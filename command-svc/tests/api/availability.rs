@@ -11,9 +11,7 @@ fn postgres_addr() -> SocketAddr {
     let url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
     let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port().unwrap_or(5432);
-    format!("{host}:{port}")
-        .parse()
-        .expect("TEST_DATABASE_URL names an IP address")
+    format!("{host}:{port}").parse().expect("TEST_DATABASE_URL names an IP address")
 }
 
 /// The URL of `database_url`'s database, reached through `proxy`.
@@ -32,16 +30,10 @@ async fn the_service_starts_without_postgres_and_recovers_when_it_appears() {
     let app = spawn_unready(config(&through(&proxy, &database))).await;
     app.wait_for_health(ServingStatus::NotServing).await;
     let status = assert_code(
-        app.commands()
-            .create_course(as_user(Uuid::now_v7(), create_request(0)))
-            .await,
+        app.commands().create_course(as_user(Uuid::now_v7(), create_request(0))).await,
         Code::Unavailable,
     );
-    assert!(
-        !status.message().contains("postgres"),
-        "no internals leak: {}",
-        status.message()
-    );
+    assert!(!status.message().contains("postgres"), "no internals leak: {}", status.message());
 
     proxy.restore();
     app.wait_for_health(ServingStatus::Serving).await;
@@ -72,11 +64,7 @@ async fn losing_postgres_mid_flight_gives_unavailable_then_recovers() {
             .await,
         Code::Unavailable,
     );
-    assert!(
-        status.message().contains("unavailable"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("unavailable"), "{}", status.message());
     app.wait_for_health(ServingStatus::NotServing).await;
 
     proxy.restore();
@@ -85,10 +73,7 @@ async fn losing_postgres_mid_flight_gives_unavailable_then_recovers() {
         .commands()
         .present_course(as_user(
             user,
-            course_proto::v1::PresentCourseRequest {
-                course_id: id.clone(),
-                ..Default::default()
-            },
+            course_proto::v1::PresentCourseRequest { course_id: id.clone(), ..Default::default() },
         ))
         .await
         .expect("recovered")

@@ -11,11 +11,8 @@ async fn the_whole_course_story_runs_through_every_command() {
     let mut c = app.commands();
     let (instructor, alice, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
-    let created = c
-        .create_course(as_user(instructor, create_request(0)))
-        .await
-        .expect("create")
-        .into_inner();
+    let created =
+        c.create_course(as_user(instructor, create_request(0))).await.expect("create").into_inner();
     assert_eq!(created.version, 1);
     let id = created.course_id.clone();
     Uuid::parse_str(&id).expect("course id is a UUID");
@@ -65,38 +62,24 @@ async fn the_whole_course_story_runs_through_every_command() {
     let r = c
         .present_course(as_user(
             instructor,
-            v1::PresentCourseRequest {
-                course_id: id.clone(),
-                ..Default::default()
-            },
+            v1::PresentCourseRequest { course_id: id.clone(), ..Default::default() },
         ))
         .await
         .expect("present")
         .into_inner();
     assert_eq!(r.version, 5);
     assert_eq!(
-        c.join_course(as_user(alice, join(&id)))
-            .await
-            .expect("alice joins")
-            .into_inner()
-            .version,
+        c.join_course(as_user(alice, join(&id))).await.expect("alice joins").into_inner().version,
         6
     );
     assert_eq!(
-        c.join_course(as_user(bob, join(&id)))
-            .await
-            .expect("bob joins")
-            .into_inner()
-            .version,
+        c.join_course(as_user(bob, join(&id))).await.expect("bob joins").into_inner().version,
         7
     );
     let r = c
         .activate_course(as_user(
             instructor,
-            v1::ActivateCourseRequest {
-                course_id: id.clone(),
-                ..Default::default()
-            },
+            v1::ActivateCourseRequest { course_id: id.clone(), ..Default::default() },
         ))
         .await
         .expect("activate")
@@ -119,10 +102,7 @@ async fn the_whole_course_story_runs_through_every_command() {
     let r = c
         .leave_course(as_user(
             bob,
-            v1::LeaveCourseRequest {
-                course_id: id.clone(),
-                ..Default::default()
-            },
+            v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
         ))
         .await
         .expect("leave")
@@ -131,10 +111,7 @@ async fn the_whole_course_story_runs_through_every_command() {
     let r = c
         .complete_course(as_user(
             instructor,
-            v1::CompleteCourseRequest {
-                course_id: id.clone(),
-                ..Default::default()
-            },
+            v1::CompleteCourseRequest { course_id: id.clone(), ..Default::default() },
         ))
         .await
         .expect("complete")
@@ -159,12 +136,7 @@ async fn the_whole_course_story_runs_through_every_command() {
             "CourseCompleted"
         ]
     );
-    assert!(
-        events
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.version == i as u64 + 1)
-    );
+    assert!(events.iter().enumerate().all(|(i, e)| e.version == i as u64 + 1));
     match &events[1].payload {
         Some(Payload::CourseTitleChanged(p)) => {
             assert_eq!(p.title, "Rust CQRS", "strings are trimmed")
@@ -211,8 +183,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     let app = spawn_app().await;
     let mut c = app.commands();
     assert_code(
-        c.create_course(tonic::Request::new(create_request(0)))
-            .await,
+        c.create_course(tonic::Request::new(create_request(0))).await,
         Code::Unauthenticated,
     );
 
@@ -223,16 +194,11 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         std::time::Duration::from_secs(60),
     )
     .expect("token");
-    forged.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
+    forged
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
     let status = assert_code(c.create_course(forged).await, Code::Unauthenticated);
-    assert!(
-        status.message().contains("invalid token"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("invalid token"), "{}", status.message());
 }
 
 #[tokio::test]
@@ -255,25 +221,11 @@ async fn malformed_input_lists_every_field_violation() {
         .await,
         Code::InvalidArgument,
     );
-    let bad_request = status
-        .get_details_bad_request()
-        .expect("google.rpc.BadRequest details");
-    let mut fields: Vec<&str> = bad_request
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
+    let bad_request = status.get_details_bad_request().expect("google.rpc.BadRequest details");
+    let mut fields: Vec<&str> =
+        bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
     fields.sort_unstable();
-    assert_eq!(
-        fields,
-        [
-            "category",
-            "command_id",
-            "description",
-            "max_participants",
-            "title"
-        ]
-    );
+    assert_eq!(fields, ["category", "command_id", "description", "max_participants", "title"]);
 
     let status = assert_code(
         c.add_section(as_user(
@@ -334,19 +286,12 @@ async fn only_the_instructor_may_manage_the_course() {
         app.commands()
             .present_course(as_user(
                 Uuid::now_v7(),
-                v1::PresentCourseRequest {
-                    course_id: id,
-                    ..Default::default()
-                },
+                v1::PresentCourseRequest { course_id: id, ..Default::default() },
             ))
             .await,
         Code::PermissionDenied,
     );
-    assert!(
-        status.message().contains("instructor"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("instructor"), "{}", status.message());
 }
 
 #[tokio::test]
@@ -355,24 +300,15 @@ async fn a_broken_rule_is_a_failed_precondition_that_names_the_rule() {
     let instructor = Uuid::now_v7();
     let id = create_course(&app, instructor, 0).await;
     let status = assert_code(
-        app.commands()
-            .join_course(as_user(Uuid::now_v7(), join(&id)))
-            .await,
+        app.commands().join_course(as_user(Uuid::now_v7(), join(&id))).await,
         Code::FailedPrecondition,
     );
-    assert!(
-        status.message().contains("presenting or active"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("presenting or active"), "{}", status.message());
     let status = assert_code(
         app.commands()
             .complete_course(as_user(
                 instructor,
-                v1::CompleteCourseRequest {
-                    course_id: id,
-                    ..Default::default()
-                },
+                v1::CompleteCourseRequest { course_id: id, ..Default::default() },
             ))
             .await,
         Code::FailedPrecondition,

@@ -22,12 +22,7 @@ async fn a_storm_of_200_joins_fills_a_course_of_10_exactly() {
         assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
         assert!(refused.message().contains("full"), "{}", refused.message());
     }
-    let joins = app
-        .stream(&id)
-        .await
-        .iter()
-        .filter(|e| e.event_type == "UserJoinedCourse")
-        .count();
+    let joins = app.stream(&id).await.iter().filter(|e| e.event_type == "UserJoinedCourse").count();
     assert_eq!(joins, 10);
 }
 
@@ -41,21 +36,11 @@ async fn concurrent_joins_without_expected_version_all_succeed() {
         async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
     });
     let results = join_all(calls).await;
-    assert!(
-        results.iter().all(Result::is_ok),
-        "{:?}",
-        results.iter().find(|r| r.is_err())
-    );
-    let mut versions: Vec<u64> = results
-        .into_iter()
-        .map(|r| r.expect("ok").into_inner().version)
-        .collect();
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    let mut versions: Vec<u64> =
+        results.into_iter().map(|r| r.expect("ok").into_inner().version).collect();
     versions.sort_unstable();
-    assert_eq!(
-        versions,
-        (3..43).collect::<Vec<_>>(),
-        "each join got its own version"
-    );
+    assert_eq!(versions, (3..43).collect::<Vec<_>>(), "each join got its own version");
 }
 
 #[tokio::test]
@@ -64,26 +49,13 @@ async fn two_replicas_on_one_database_never_lose_a_join() {
     let second = spawn_app_on(config(&app.database_url)).await;
     let id = open_course(&app, Uuid::now_v7(), 0, false).await;
     let calls = (0..40).map(|i| {
-        let mut client = if i % 2 == 0 {
-            app.commands()
-        } else {
-            second.commands()
-        };
+        let mut client = if i % 2 == 0 { app.commands() } else { second.commands() };
         let id = id.clone();
         async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
     });
     let results = join_all(calls).await;
-    assert!(
-        results.iter().all(Result::is_ok),
-        "{:?}",
-        results.iter().find(|r| r.is_err())
-    );
-    let joins = app
-        .stream(&id)
-        .await
-        .iter()
-        .filter(|e| e.event_type == "UserJoinedCourse")
-        .count();
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    let joins = app.stream(&id).await.iter().filter(|e| e.event_type == "UserJoinedCourse").count();
     assert_eq!(joins, 40);
 }
 
@@ -120,11 +92,7 @@ async fn a_stale_expected_version_is_aborted_and_names_the_current_version() {
         .await,
         Code::Aborted,
     );
-    assert!(
-        status.message().contains("version 2"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("version 2"), "{}", status.message());
     assert_eq!(app.stream(&id).await.len(), 2, "nothing written");
 }
 
@@ -136,22 +104,12 @@ async fn a_repeated_command_id_returns_the_first_response_and_writes_nothing() {
     let mut request = create_request(0);
     request.command_id = Some(command_id.clone());
     let mut c = app.commands();
-    let first = c
-        .create_course(as_user(instructor, request.clone()))
-        .await
-        .expect("first")
-        .into_inner();
-    let again = c
-        .create_course(as_user(instructor, request.clone()))
-        .await
-        .expect("retry")
-        .into_inner();
+    let first =
+        c.create_course(as_user(instructor, request.clone())).await.expect("first").into_inner();
+    let again =
+        c.create_course(as_user(instructor, request.clone())).await.expect("retry").into_inner();
     assert_eq!(first, again);
-    assert_eq!(
-        app.stream(&first.course_id).await.len(),
-        1,
-        "one course, one event"
-    );
+    assert_eq!(app.stream(&first.course_id).await.len(), 1, "one course, one event");
 
     // Concurrent duplicates: still exactly one effect.
     let section_id = Uuid::now_v7().to_string();
@@ -168,10 +126,8 @@ async fn a_repeated_command_id_returns_the_first_response_and_writes_nothing() {
         async move { client.add_section(as_user(instructor, add)).await }
     }))
     .await;
-    let responses: Vec<v1::AddSectionResponse> = results
-        .into_iter()
-        .map(|r| r.expect("every duplicate succeeds").into_inner())
-        .collect();
+    let responses: Vec<v1::AddSectionResponse> =
+        results.into_iter().map(|r| r.expect("every duplicate succeeds").into_inner()).collect();
     assert!(responses.windows(2).all(|w| w[0] == w[1]), "{responses:?}");
     assert_eq!(app.stream(&first.course_id).await.len(), 2);
 
@@ -184,11 +140,7 @@ async fn a_repeated_command_id_returns_the_first_response_and_writes_nothing() {
         .expect("retry")
         .into_inner();
     assert_eq!(after_restart, first);
-    assert_eq!(
-        app.stream(&first.course_id).await.len(),
-        2,
-        "created + one section"
-    );
+    assert_eq!(app.stream(&first.course_id).await.len(), 2, "created + one section");
 }
 
 #[tokio::test]
@@ -199,10 +151,7 @@ async fn a_command_id_reused_for_another_request_is_already_exists() {
     let mut c = app.commands();
     c.create_course(as_user(
         instructor,
-        v1::CreateCourseRequest {
-            command_id: command_id.clone(),
-            ..create_request(0)
-        },
+        v1::CreateCourseRequest { command_id: command_id.clone(), ..create_request(0) },
     ))
     .await
     .expect("first");
@@ -218,19 +167,12 @@ async fn a_command_id_reused_for_another_request_is_already_exists() {
         .await,
         Code::AlreadyExists,
     );
-    assert!(
-        status.message().contains("different request"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("different request"), "{}", status.message());
     // The same body from another caller is another request too.
     assert_code(
         c.create_course(as_user(
             Uuid::now_v7(),
-            v1::CreateCourseRequest {
-                command_id,
-                ..create_request(0)
-            },
+            v1::CreateCourseRequest { command_id, ..create_request(0) },
         ))
         .await,
         Code::AlreadyExists,

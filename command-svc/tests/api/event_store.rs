@@ -28,10 +28,7 @@ async fn read_stream_pages_by_version_and_count() {
     )
     .await;
     assert_eq!(page.len(), 1);
-    assert_eq!(
-        (page[0].version, page[0].event_type.as_str()),
-        (2, "CoursePresented")
-    );
+    assert_eq!((page[0].version, page[0].event_type.as_str()), (2, "CoursePresented"));
 
     assert_code(
         store
@@ -44,10 +41,7 @@ async fn read_stream_pages_by_version_and_count() {
     );
     assert_code(
         store
-            .read_stream(v1::ReadStreamRequest {
-                course_id: "x".into(),
-                ..Default::default()
-            })
+            .read_stream(v1::ReadStreamRequest { course_id: "x".into(), ..Default::default() })
             .await,
         Code::InvalidArgument,
     );
@@ -65,16 +59,11 @@ async fn read_all_is_gap_free_global_order_with_per_course_versions_increasing()
     assert_eq!(positions, (1..=9).collect::<Vec<_>>());
     let mut last: HashMap<&str, u64> = HashMap::new();
     for event in &all {
-        let previous = last
-            .insert(event.course_id.as_str(), event.version)
-            .unwrap_or(0);
+        let previous = last.insert(event.course_id.as_str(), event.version).unwrap_or(0);
         assert_eq!(event.version, previous + 1, "{event:?}");
     }
     let tail = app.all(7).await;
-    assert_eq!(
-        tail.iter().map(|e| e.global_position).collect::<Vec<_>>(),
-        [8, 9]
-    );
+    assert_eq!(tail.iter().map(|e| e.global_position).collect::<Vec<_>>(), [8, 9]);
 }
 
 #[tokio::test]
@@ -82,11 +71,7 @@ async fn a_follower_receives_events_committed_after_it_subscribed() {
     let app = spawn_app().await;
     let mut stream = app
         .event_store()
-        .read_all(v1::ReadAllRequest {
-            from_position: 0,
-            max_count: 0,
-            follow: true,
-        })
+        .read_all(v1::ReadAllRequest { from_position: 0, max_count: 0, follow: true })
         .await
         .expect("subscribe")
         .into_inner();
@@ -101,10 +86,7 @@ async fn a_follower_receives_events_committed_after_it_subscribed() {
         seen.push(item.event.expect("envelope"));
     }
     assert!(seen.iter().all(|e| e.course_id == id));
-    assert_eq!(
-        seen.iter().map(|e| e.global_position).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
+    assert_eq!(seen.iter().map(|e| e.global_position).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
 /// The classic trap: a transaction that took a lower insertion id commits *after* later ones.
@@ -115,11 +97,7 @@ async fn an_event_that_commits_late_is_not_skipped_by_a_follower() {
     let db = Database::connect(&app.database_url).await.expect("connect");
     let mut follower = app
         .event_store()
-        .read_all(v1::ReadAllRequest {
-            from_position: 0,
-            max_count: 0,
-            follow: true,
-        })
+        .read_all(v1::ReadAllRequest { from_position: 0, max_count: 0, follow: true })
         .await
         .expect("subscribe")
         .into_inner();
@@ -127,9 +105,7 @@ async fn an_event_that_commits_late_is_not_skipped_by_a_follower() {
     // A slow writer inserts first (lower id) and keeps its transaction open.
     let slow_course = Uuid::now_v7();
     let slow = db.begin().await.expect("begin");
-    slow.execute_raw(insert_created(slow_course, 2))
-        .await
-        .expect("insert");
+    slow.execute_raw(insert_created(slow_course, 2)).await.expect("insert");
 
     // Meanwhile a fast command commits and is delivered.
     let fast_course = create_course(&app, Uuid::now_v7(), 0).await;
@@ -152,9 +128,7 @@ async fn an_old_shaped_payload_is_upcast_when_read() {
     let app = spawn_app().await;
     let db = Database::connect(&app.database_url).await.expect("connect");
     let course = Uuid::now_v7();
-    db.execute_raw(insert_created(course, 1))
-        .await
-        .expect("insert v1 payload");
+    db.execute_raw(insert_created(course, 1)).await.expect("insert v1 payload");
     let events = app.stream(&course.to_string()).await;
     match &events[0].payload {
         Some(Payload::CourseCreated(created)) => {
@@ -179,11 +153,7 @@ async fn next_event(stream: &mut tonic::Streaming<v1::ReadAllResponse>) -> v1::E
 async fn wait_for_all(app: &TestApp, count: usize) -> Vec<v1::EventEnvelope> {
     let mut follower = app
         .event_store()
-        .read_all(v1::ReadAllRequest {
-            from_position: 0,
-            max_count: count as u32,
-            follow: true,
-        })
+        .read_all(v1::ReadAllRequest { from_position: 0, max_count: count as u32, follow: true })
         .await
         .expect("subscribe")
         .into_inner();

@@ -30,17 +30,19 @@ pub fn admin_url() -> String {
 pub async fn fresh_database() -> String {
     let admin = admin_url();
     let name = format!("cmd_test_{}", Uuid::new_v4().simple());
-    let conn = Database::connect(&admin)
-        .await
-        .expect("PostgreSQL answers at TEST_DATABASE_URL");
-    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
+    let conn = Database::connect(&admin).await.expect("PostgreSQL answers at TEST_DATABASE_URL");
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
     conn.close().await.expect("close");
     let (base, _) = admin.rsplit_once('/').expect("url has a database");
     format!("{base}/{name}")
 }
 
+pub fn rabbitmq_url() -> String {
+    std::env::var("TEST_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// A configuration with its own exchange, on `database_url`.
 pub fn config(database_url: &str) -> Config {
     Config {
         database_url: database_url.to_owned(),
@@ -52,12 +54,15 @@ pub fn config(database_url: &str) -> Config {
         request_timeout_ms: 30_000,
         max_request_bytes: 64 * 1024,
         command_retries: 10,
+        rabbitmq_url: rabbitmq_url(),
+        rabbitmq_exchange: format!("test.events.{}", Uuid::new_v4().simple()),
+        relay_batch_size: 200,
     }
 }
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub database_url: String,
+    pub config: Config,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -75,26 +80,24 @@ pub async fn spawn_app_on(config: Config) -> TestApp {
     app
 }
 
+/// A client-only handle to a server that runs elsewhere (a child process).
+pub fn connect(addr: &str, config: Config) -> TestApp {
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+    TestApp { database_url: config.database_url.clone(), config, channel, stop: None, task: None }
+}
+
 /// Starts the app without waiting for readiness.
 pub async fn spawn_unready(config: Config) -> TestApp {
     platform::telemetry::init(LogFormat::Text);
     let database_url = config.database_url.clone();
-    let app = Application::build(config).await.expect("app builds");
+    let app = Application::build(config.clone()).await.expect("app builds");
     let addr: SocketAddr = format!("127.0.0.1:{}", app.port()).parse().expect("addr");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_lazy();
-    TestApp {
-        addr,
-        database_url,
-        channel,
-        stop: Some(stop_tx),
-        task: Some(task),
-    }
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+    TestApp { database_url, config, channel, stop: Some(stop_tx), task: Some(task) }
 }
 
 impl TestApp {
@@ -110,18 +113,20 @@ impl TestApp {
         HealthClient::new(self.channel.clone())
     }
 
-    /// Waits (through the Watch stream, not a sleep loop) until health reports `wanted`.
+    /// Waits until the command service's health reports `wanted`.
     pub async fn wait_for_health(&self, wanted: ServingStatus) {
+        self.wait_for_service_health("course.v1.CourseCommandService", wanted).await
+    }
+
+    /// Waits (through the Watch stream, not a sleep loop) until `service` reports `wanted`.
+    pub async fn wait_for_service_health(&self, service: &str, wanted: ServingStatus) {
         let watch = async {
             loop {
-                let Ok(response) = self
-                    .health()
-                    .watch(HealthCheckRequest {
-                        service: "course.v1.CourseCommandService".into(),
-                    })
-                    .await
+                let Ok(response) =
+                    self.health().watch(HealthCheckRequest { service: service.into() }).await
                 else {
-                    tokio::task::yield_now().await;
+                    // Not listening yet: back off briefly before reconnecting.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
                 let mut stream = response.into_inner();
@@ -134,7 +139,7 @@ impl TestApp {
         };
         tokio::time::timeout(Duration::from_secs(30), watch)
             .await
-            .unwrap_or_else(|_| panic!("health never became {wanted:?}"));
+            .unwrap_or_else(|_| panic!("{service} never became {wanted:?}"));
     }
 
     /// Graceful stop: resolves when the server has drained.
@@ -147,11 +152,11 @@ impl TestApp {
         }
     }
 
-    /// Stops this instance and starts a new one on the same database.
+    /// Stops this instance and starts a new one with the same configuration.
     pub async fn restart(self) -> TestApp {
-        let url = self.database_url.clone();
+        let config = self.config.clone();
         self.stop().await;
-        spawn_app_on(config(&url)).await
+        spawn_app_on(config).await
     }
 
     /// All events of one course through ReadStream.
@@ -172,11 +177,7 @@ impl TestApp {
     pub async fn all(&self, from_position: u64) -> Vec<EventEnvelope> {
         let response = self
             .event_store()
-            .read_all(v1::ReadAllRequest {
-                from_position,
-                max_count: 0,
-                follow: false,
-            })
+            .read_all(v1::ReadAllRequest { from_position, max_count: 0, follow: false })
             .await
             .expect("read all");
         let mut stream = response.into_inner();
@@ -211,10 +212,9 @@ pub fn token(user: Uuid) -> String {
 /// A request carrying `user`'s bearer token.
 pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token(user)).parse().expect("ascii"),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {}", token(user)).parse().expect("ascii"));
     request
 }
 
@@ -246,10 +246,7 @@ pub async fn open_course(app: &TestApp, instructor: Uuid, max: u32, activate: bo
     commands
         .present_course(as_user(
             instructor,
-            v1::PresentCourseRequest {
-                course_id: id.clone(),
-                ..Default::default()
-            },
+            v1::PresentCourseRequest { course_id: id.clone(), ..Default::default() },
         ))
         .await
         .expect("presented");
@@ -257,10 +254,7 @@ pub async fn open_course(app: &TestApp, instructor: Uuid, max: u32, activate: bo
         commands
             .activate_course(as_user(
                 instructor,
-                v1::ActivateCourseRequest {
-                    course_id: id.clone(),
-                    ..Default::default()
-                },
+                v1::ActivateCourseRequest { course_id: id.clone(), ..Default::default() },
             ))
             .await
             .expect("activated");
@@ -269,10 +263,7 @@ pub async fn open_course(app: &TestApp, instructor: Uuid, max: u32, activate: bo
 }
 
 pub fn join(course_id: &str) -> v1::JoinCourseRequest {
-    v1::JoinCourseRequest {
-        course_id: course_id.to_owned(),
-        ..Default::default()
-    }
+    v1::JoinCourseRequest { course_id: course_id.to_owned(), ..Default::default() }
 }
 
 pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code) -> Status {

@@ -1,8 +1,10 @@
 //! Integration tests: the real command-svc, its real tonic clients, a real PostgreSQL.
 
 mod availability;
+mod broker;
 mod commands;
 mod concurrency;
 mod event_store;
 mod helpers;
 mod proxy;
+mod relay;

@@ -23,10 +23,7 @@ impl TcpProxy {
     pub async fn start(target: SocketAddr) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(Mutex::new(State {
-            open: true,
-            connections: Vec::new(),
-        }));
+        let state = Arc::new(Mutex::new(State { open: true, connections: Vec::new() }));
         let accept = tokio::spawn({
             let state = state.clone();
             async move {
@@ -48,11 +45,7 @@ impl TcpProxy {
             }
         })
         .abort_handle();
-        TcpProxy {
-            addr,
-            state,
-            accept,
-        }
+        TcpProxy { addr, state, accept }
     }
 
     /// Drops every connection and refuses new ones.
