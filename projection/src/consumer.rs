@@ -1,0 +1,137 @@
+//! The RabbitMQ consumer loop: manual acks after the read-model write, bounded prefetch,
+//! poison messages to the dead-letter queue, reconnection after outages, graceful stop.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+use messaging::lapin::message::Delivery;
+use messaging::lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+};
+use messaging::lapin::types::FieldTable;
+use messaging::{ConsumerTopology, Pool};
+use tokio_util::sync::CancellationToken;
+
+use crate::decode::decode_body;
+use crate::projector::Projector;
+use crate::read_model::ReadModel;
+
+fn backoff() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Consumes the read model's queue until `stop`. On stop it cancels the subscription, finishes
+/// and acknowledges the message in hand, and returns.
+pub async fn run_consumer<M: ReadModel>(
+    pool: Pool,
+    topology: ConsumerTopology,
+    projector: Projector<M>,
+    stop: CancellationToken,
+) {
+    let mut delays = backoff();
+    loop {
+        let result: Result<(), messaging::BrokerError> = async {
+            let connection = pool.get().await?;
+            let channel = connection.create_channel().await?;
+            topology.declare(&channel).await?;
+            let tag = format!("projection-{}", std::process::id());
+            let mut deliveries = channel
+                .basic_consume(
+                    topology.queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            projector.progress().set_consuming(true);
+            tracing::info!(queue = %topology.queue, "consuming events");
+            delays = backoff();
+            loop {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => {
+                        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                        return Ok(());
+                    }
+                    delivery = deliveries.next() => match delivery {
+                        Some(Ok(delivery)) => handle(&projector, delivery, &stop).await?,
+                        Some(Err(err)) => return Err(err.into()),
+                        None => return Ok(()),
+                    },
+                }
+            }
+        }
+        .await;
+        projector.progress().set_consuming(false);
+        if stop.is_cancelled() {
+            tracing::info!("consumer stopped");
+            return;
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        match result {
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "consumer disconnected; reconnecting")
+            }
+            Ok(()) => {
+                tracing::warn!(retry_in = ?delay, "subscription ended by the broker; resubscribing")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Applies one delivery and settles it. A message is acknowledged only after its write.
+async fn handle<M: ReadModel>(
+    projector: &Projector<M>,
+    delivery: Delivery,
+    stop: &CancellationToken,
+) -> Result<(), messaging::BrokerError> {
+    let event = match decode_body(&delivery.data) {
+        Ok(event) => event,
+        Err(err) => {
+            tracing::error!(error = %err, "poison message: dead-lettering it");
+            projector.progress().dead_lettered();
+            delivery.acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await?;
+            return Ok(());
+        }
+    };
+    projector.progress().received(event.global_position);
+    let mut delays = backoff();
+    loop {
+        match projector.handle(&event).await {
+            Ok(_) => {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+                return Ok(());
+            }
+            Err(err) if err.is_transient() => {
+                // Storage or event store down: hold the message and retry, rather than burning
+                // its delivery attempts. On stop, leave it unacknowledged for redelivery.
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot apply event yet");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return Ok(()),
+                }
+            }
+            Err(err) => {
+                // Requeue: the quorum queue counts deliveries and dead-letters the message
+                // once it has failed `delivery_limit` times.
+                tracing::error!(error = %err, "event failed; requeueing (dead-lettered after the delivery limit)");
+                delivery
+                    .acker
+                    .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The projection both read models share.
+//!
+//! * [`fold`]: the pure fold from events to a course summary plus what else changed.
+//! * [`ReadModel`]: what a storage must offer — version-guarded atomic saves, a contiguous
+//!   watermark of applied global positions, and generations for rebuilds.
+//! * [`Projector`]: exactly-once application: duplicates skipped by version, gaps filled from
+//!   the event store, conflicts between writers resolved by compare-and-set.
+//! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
+//! * [`rebuild`]: replay into a fresh generation and switch over.
+//! * [`wait`]: read-your-writes by notification.
+
+pub mod consumer;
+mod decode;
+pub mod fold;
+pub mod progress;
+mod projector;
+mod read_model;
+pub mod rebuild;
+pub mod wait;
+
+pub use decode::{DecodeError, decode_body, from_envelope};
+pub use progress::{Applied, Progress, ProgressSnapshot};
+pub use projector::{Outcome, ProjectError, Projector};
+pub use read_model::{Generations, ReadModel, ReadModelError, Saved};

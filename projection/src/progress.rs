@@ -1,0 +1,275 @@
+//! Where the projection stands, and notifications of what it applied — in this process and,
+//! through a fanout exchange, in every replica of the same read model.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use messaging::Pool;
+use messaging::lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use messaging::lapin::types::FieldTable;
+use messaging::lapin::{BasicProperties, Channel, ExchangeKind};
+use tokio::sync::{Mutex, broadcast};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// One applied event, as announced to waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Generation it was applied to.
+    pub generation: u32,
+    /// The course.
+    pub course_id: Uuid,
+    /// The course's version now.
+    pub version: u64,
+    /// The generation's contiguous watermark after it.
+    pub watermark: u64,
+}
+
+impl Applied {
+    fn encode(&self) -> String {
+        format!("{}:{}:{}:{}", self.generation, self.course_id, self.version, self.watermark)
+    }
+
+    fn decode(raw: &str) -> Option<Applied> {
+        let mut parts = raw.split(':');
+        let applied = Applied {
+            generation: parts.next()?.parse().ok()?,
+            course_id: parts.next()?.parse().ok()?,
+            version: parts.next()?.parse().ok()?,
+            watermark: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(applied)
+    }
+}
+
+/// Shared progress state of one service.
+#[derive(Clone)]
+pub struct Progress {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    applied: broadcast::Sender<Applied>,
+    received_position: AtomicU64,
+    applied_position: AtomicU64,
+    lag_millis: AtomicU64,
+    consuming: AtomicBool,
+    rebuilding: AtomicBool,
+    duplicates: AtomicU64,
+    gaps_filled: AtomicU64,
+    dead_lettered: AtomicU64,
+    bus: Mutex<Option<(Channel, String)>>,
+}
+
+/// A snapshot for status RPCs and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProgressSnapshot {
+    /// Highest global position received from the broker.
+    pub received_position: u64,
+    /// Highest watermark this replica saw for the active generation.
+    pub applied_position: u64,
+    /// Seconds from occurrence to application of the last event.
+    pub lag_seconds: f64,
+    /// Consumer connected.
+    pub consuming: bool,
+    /// A rebuild runs in this replica.
+    pub rebuilding: bool,
+    /// Redeliveries and replays skipped.
+    pub duplicates: u64,
+    /// Events fetched from the event store to fill gaps.
+    pub gaps_filled: u64,
+    /// Poison messages sent to the dead-letter queue.
+    pub dead_lettered: u64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Fresh state.
+    pub fn new() -> Self {
+        let (applied, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Inner {
+                applied,
+                received_position: AtomicU64::new(0),
+                applied_position: AtomicU64::new(0),
+                lag_millis: AtomicU64::new(0),
+                consuming: AtomicBool::new(false),
+                rebuilding: AtomicBool::new(false),
+                duplicates: AtomicU64::new(0),
+                gaps_filled: AtomicU64::new(0),
+                dead_lettered: AtomicU64::new(0),
+                bus: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Subscribe before checking the store, so that nothing applied in between is missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Applied> {
+        self.inner.applied.subscribe()
+    }
+
+    /// Announces an applied event locally and to the other replicas.
+    pub async fn announce(&self, applied: Applied, lag: Duration) {
+        self.inner.applied_position.fetch_max(applied.watermark, Ordering::Relaxed);
+        self.inner.lag_millis.store(lag.as_millis() as u64, Ordering::Relaxed);
+        let _ = self.inner.applied.send(applied);
+        let bus = self.inner.bus.lock().await;
+        if let Some((channel, exchange)) = bus.as_ref() {
+            // Fire and forget: a lost notice only makes a waiter wait for the next one.
+            let _ = channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    applied.encode().as_bytes(),
+                    BasicProperties::default(),
+                )
+                .await;
+        }
+    }
+
+    fn heard(&self, applied: Applied) {
+        let _ = self.inner.applied.send(applied);
+    }
+
+    /// Records a message received from the broker.
+    pub fn received(&self, position: u64) {
+        self.inner.received_position.fetch_max(position, Ordering::Relaxed);
+    }
+
+    /// Whether the consumer is connected.
+    pub fn set_consuming(&self, consuming: bool) {
+        self.inner.consuming.store(consuming, Ordering::Relaxed);
+    }
+
+    /// Whether a rebuild runs here.
+    pub fn set_rebuilding(&self, rebuilding: bool) {
+        self.inner.rebuilding.store(rebuilding, Ordering::Relaxed);
+    }
+
+    /// Counts a skipped duplicate.
+    pub fn duplicate(&self) {
+        self.inner.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts events fetched to fill a gap.
+    pub fn gap_filled(&self, events: u64) {
+        self.inner.gaps_filled.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Counts a dead-lettered message.
+    pub fn dead_lettered(&self) {
+        self.inner.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current numbers.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let i = &self.inner;
+        ProgressSnapshot {
+            received_position: i.received_position.load(Ordering::Relaxed),
+            applied_position: i.applied_position.load(Ordering::Relaxed),
+            lag_seconds: i.lag_millis.load(Ordering::Relaxed) as f64 / 1000.0,
+            consuming: i.consuming.load(Ordering::Relaxed),
+            rebuilding: i.rebuilding.load(Ordering::Relaxed),
+            duplicates: i.duplicates.load(Ordering::Relaxed),
+            gaps_filled: i.gaps_filled.load(Ordering::Relaxed),
+            dead_lettered: i.dead_lettered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Connects this replica to the fanout exchange `exchange` that every replica of the read
+    /// model publishes its applied events to, and relays what the others announce. Runs until
+    /// `stop`, reconnecting after broker outages.
+    pub async fn run_bus(self, pool: Pool, exchange: String, stop: CancellationToken) {
+        loop {
+            let result: Result<(), messaging::BrokerError> = async {
+                let connection = pool.get().await?;
+                let publish = connection.create_channel().await?;
+                let listen = connection.create_channel().await?;
+                publish
+                    .exchange_declare(
+                        exchange.as_str().into(),
+                        ExchangeKind::Fanout,
+                        ExchangeDeclareOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                let queue = listen
+                    .queue_declare(
+                        "".into(),
+                        QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                listen
+                    .queue_bind(
+                        queue.name().clone(),
+                        exchange.as_str().into(),
+                        "".into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                let mut notices = listen
+                    .basic_consume(
+                        queue.name().clone(),
+                        "progress".into(),
+                        BasicConsumeOptions { no_ack: true, ..Default::default() },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                *self.inner.bus.lock().await = Some((publish, exchange.clone()));
+                loop {
+                    tokio::select! {
+                        notice = notices.next() => match notice {
+                            Some(Ok(delivery)) => {
+                                if let Some(applied) = std::str::from_utf8(&delivery.data).ok().and_then(Applied::decode) {
+                                    self.heard(applied);
+                                }
+                            }
+                            Some(Err(err)) => return Err(err.into()),
+                            None => return Ok(()),
+                        },
+                        () = stop.cancelled() => return Ok(()),
+                    }
+                }
+            }
+            .await;
+            *self.inner.bus.lock().await = None;
+            if stop.is_cancelled() {
+                return;
+            }
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "progress bus disconnected; reconnecting");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_and_garbage_is_ignored() {
+        let applied =
+            Applied { generation: 2, course_id: Uuid::now_v7(), version: 7, watermark: 99 };
+        assert_eq!(Applied::decode(&applied.encode()), Some(applied));
+        assert_eq!(Applied::decode("1:x:2:3"), None);
+        assert_eq!(Applied::decode("1:2"), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! What a read model's storage must offer the projection.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::fold::{Change, CourseSummary};
+
+/// Which generations of the read model exist. Readers use `active`; while a rebuild runs,
+/// live events are written to both `active` and `building`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Generations {
+    /// Served to readers; 0 before the first build.
+    pub active: u32,
+    /// Being rebuilt, if any.
+    pub building: Option<u32>,
+}
+
+impl Generations {
+    /// Generations that live events must be applied to.
+    pub fn written(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(2);
+        if self.active != 0 {
+            out.push(self.active);
+        }
+        if let Some(building) = self.building.filter(|b| *b != self.active) {
+            out.push(building);
+        }
+        out
+    }
+}
+
+/// Result of a version-guarded save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Stored.
+    Applied,
+    /// The stored version was not the expected one; nothing was written.
+    Conflict,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    /// The database cannot be reached; retrying later will work.
+    #[error("read model storage unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else.
+    #[error("read model storage error: {0}")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+/// Storage of one read model. Every write is atomic and guarded by the course's stored version,
+/// which makes redelivery, reordering and several writers safe.
+#[async_trait]
+pub trait ReadModel: Clone + Send + Sync + 'static {
+    /// The current generation state.
+    async fn generations(&self) -> Result<Generations, ReadModelError>;
+    /// Replaces the generation state if it still equals `expected`; false when it did not.
+    async fn swap_generations(
+        &self,
+        expected: Generations,
+        new: Generations,
+    ) -> Result<bool, ReadModelError>;
+    /// Deletes everything stored in `generation`.
+    async fn drop_generation(&self, generation: u32) -> Result<(), ReadModelError>;
+    /// The course's summary in `generation`, if present.
+    async fn summary(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+    ) -> Result<Option<CourseSummary>, ReadModelError>;
+    /// Writes `after` and what `change` implies, atomically, only if the course's stored version
+    /// is still `before_version` (0: absent).
+    async fn save(
+        &self,
+        generation: u32,
+        before_version: u64,
+        after: &CourseSummary,
+        change: &Change,
+    ) -> Result<Saved, ReadModelError>;
+    /// Records that the event at global `position` is applied in `generation` and returns the
+    /// contiguous watermark: every position up to it is applied.
+    async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError>;
+    /// The contiguous watermark of `generation`.
+    async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError>;
+}

@@ -1,0 +1,113 @@
+//! Rebuilding a read model from the event store into a fresh generation.
+//!
+//! 1. Mark generation `n` as *building*: from now on live consumers write every event to the
+//!    active generation and to `n`.
+//! 2. Replay `ReadAll` from position 0 into `n` until it has caught up with the head.
+//! 3. Switch: `n` becomes active (readers move over; the old data was served until now).
+//! 4. Replay once more to the head, for events sequenced while switching, then drop the old
+//!    generation.
+//!
+//! Nothing is lost at the join: an event sequenced before step 3 is in the replay, and one
+//! sequenced after it reaches consumers that already see `n` as active. Nothing is doubled:
+//! every write is guarded by the course's version, so whichever of replay and live consumer
+//! comes second skips it, and an event that arrives before its predecessors fills the gap from
+//! the event store first.
+
+use course_proto::v1::ReadAllRequest;
+use course_proto::v1::event_store_service_client::EventStoreServiceClient;
+use futures::StreamExt;
+use tonic::transport::Channel;
+
+use crate::decode::from_envelope;
+use crate::projector::{ProjectError, Projector};
+use crate::read_model::{Generations, ReadModel, ReadModelError};
+
+const PAGE: u32 = 1000;
+
+/// Why a rebuild did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// Another rebuild is running.
+    #[error("a rebuild of generation {0} is already running")]
+    AlreadyRunning(u32),
+    /// The generation state changed under us.
+    #[error("the read model's generations changed during the rebuild")]
+    Raced,
+    /// Storage failed.
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    /// Applying failed.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+}
+
+/// Reserves the next generation for a rebuild (step 1) and returns it. The first build of an
+/// empty read model makes generation 1 active right away (there is nothing older to serve).
+pub async fn begin<M: ReadModel>(model: &M) -> Result<(Generations, u32), RebuildError> {
+    let current = model.generations().await?;
+    if let Some(building) = current.building {
+        return Err(RebuildError::AlreadyRunning(building));
+    }
+    let next = current.active + 1;
+    model.drop_generation(next).await?;
+    let marked = if current.active == 0 {
+        Generations { active: next, building: None }
+    } else {
+        Generations { active: current.active, building: Some(next) }
+    };
+    if !model.swap_generations(current, marked).await? {
+        return Err(RebuildError::Raced);
+    }
+    Ok((marked, next))
+}
+
+/// Runs steps 2-4 for a generation reserved with [`begin`].
+pub async fn complete<M: ReadModel>(
+    projector: &Projector<M>,
+    events: EventStoreServiceClient<Channel>,
+    marked: Generations,
+    generation: u32,
+) -> Result<(), RebuildError> {
+    let model = projector.model();
+    let mut position = replay(projector, events.clone(), generation, 0).await?;
+    if marked.building == Some(generation) {
+        let switched = Generations { active: generation, building: None };
+        if !model.swap_generations(marked, switched).await? {
+            return Err(RebuildError::Raced);
+        }
+        position = replay(projector, events, generation, position).await?;
+        model.drop_generation(marked.active).await?;
+    }
+    tracing::info!(generation, position, "rebuild complete");
+    Ok(())
+}
+
+/// Applies every event after `from` to `generation`, page by page, until a page comes back
+/// short (caught up). Returns the last position applied.
+async fn replay<M: ReadModel>(
+    projector: &Projector<M>,
+    mut events: EventStoreServiceClient<Channel>,
+    generation: u32,
+    from: u64,
+) -> Result<u64, RebuildError> {
+    let mut position = from;
+    loop {
+        let mut stream = events
+            .read_all(ReadAllRequest { from_position: position, max_count: PAGE, follow: false })
+            .await
+            .map_err(ProjectError::from)?
+            .into_inner();
+        let mut count = 0;
+        while let Some(item) = stream.next().await {
+            let Some(envelope) = item.map_err(ProjectError::from)?.event else { continue };
+            let event = from_envelope(&envelope).map_err(ProjectError::from)?;
+            projector.apply_to(generation, &event).await?;
+            position = event.global_position;
+            count += 1;
+        }
+        tracing::debug!(generation, position, count, "replayed a page");
+        if count < PAGE {
+            return Ok(position);
+        }
+    }
+}
