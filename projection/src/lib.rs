@@ -22,3 +22,4 @@ pub use decode::{DecodeError, decode_body, from_envelope};
 pub use progress::{Applied, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};
 pub use read_model::{Generations, ReadModel, ReadModelError, Saved};
+pub mod runtime;

@@ -1,0 +1,314 @@
+//! Everything a query service runs besides its read RPCs: the consumer, the progress bus, the
+//! initial build, rebuilds on request, health, and the `ProjectionAdminService`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use course_proto::v1::event_store_service_client::EventStoreServiceClient;
+use course_proto::v1::projection_admin_service_server::{
+    ProjectionAdminService, ProjectionAdminServiceServer,
+};
+use course_proto::v1::{
+    GetProjectionStatusRequest, GetProjectionStatusResponse, RebuildReadModelRequest,
+    RebuildReadModelResponse,
+};
+use messaging::{ConsumerTopology, Pool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::consumer::run_consumer;
+use crate::progress::Progress;
+use crate::projector::Projector;
+use crate::read_model::ReadModel;
+use crate::rebuild::{self, RebuildError};
+
+/// Settings of a projection runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// RabbitMQ URL.
+    pub rabbitmq_url: String,
+    /// The events exchange.
+    pub exchange: String,
+    /// This read model's queue (dead-letter queue `<queue>.dlq`, progress exchange
+    /// `<queue>.progress`).
+    pub queue: String,
+    /// Deliveries before a failing message is dead-lettered.
+    pub delivery_limit: u32,
+    /// Unacknowledged messages in flight.
+    pub prefetch: u16,
+    /// command-svc's gRPC address, for gap filling and rebuilds.
+    pub event_store_url: String,
+    /// Rebuild into a fresh generation at start-up even when data exists.
+    pub rebuild_on_start: bool,
+}
+
+/// The running projection of one query service.
+pub struct Runtime<M: ReadModel> {
+    projector: Projector<M>,
+    events: EventStoreServiceClient<Channel>,
+    pool: Pool,
+    config: RuntimeConfig,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<M: ReadModel> Runtime<M> {
+    /// Prepares clients (connections are made lazily, so infrastructure that is down does not
+    /// stop the service from starting).
+    pub fn new(model: M, config: RuntimeConfig) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(config.event_store_url.clone())
+            .map_err(|e| anyhow::anyhow!("invalid EVENT_STORE_URL: {e}"))?
+            .connect_timeout(Duration::from_secs(3));
+        let events = EventStoreServiceClient::new(endpoint.connect_lazy());
+        let pool = messaging::pool(&config.rabbitmq_url, 4)
+            .map_err(|e| anyhow::anyhow!("invalid RABBITMQ_URL: {e}"))?;
+        let projector = Projector::new(model, events.clone(), Progress::new());
+        Ok(Self {
+            projector,
+            events,
+            pool,
+            config,
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// The projector (its model and progress serve the read RPCs).
+    pub fn projector(&self) -> &Projector<M> {
+        &self.projector
+    }
+
+    /// The admin gRPC service.
+    pub fn admin_service(&self) -> ProjectionAdminServiceServer<AdminApi<M>> {
+        ProjectionAdminServiceServer::new(AdminApi {
+            projector: self.projector.clone(),
+            events: self.events.clone(),
+        })
+    }
+
+    /// Starts the background work and keeps `health_names` in step with it: SERVING while
+    /// the consumer is connected and a complete generation exists.
+    pub fn start(&mut self, health: HealthReporter, health_names: &'static [&'static str]) {
+        let topology = ConsumerTopology {
+            exchange: self.config.exchange.clone(),
+            queue: self.config.queue.clone(),
+            delivery_limit: self.config.delivery_limit,
+            prefetch: self.config.prefetch,
+        };
+        let progress = self.projector.progress().clone();
+        self.tasks.push(tokio::spawn(progress.clone().run_bus(
+            self.pool.clone(),
+            format!("{}.progress", self.config.queue),
+            self.stop.clone(),
+        )));
+        self.tasks.push(tokio::spawn(run_consumer(
+            self.pool.clone(),
+            topology,
+            self.projector.clone(),
+            self.stop.clone(),
+        )));
+        self.tasks.push(tokio::spawn(initial_build(
+            self.projector.clone(),
+            self.events.clone(),
+            self.config.rebuild_on_start,
+            self.stop.clone(),
+        )));
+        self.tasks.push(tokio::spawn(report_health(
+            self.projector.clone(),
+            health,
+            health_names,
+            self.stop.clone(),
+        )));
+    }
+
+    /// A token that stops the background work when cancelled.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stops consuming (the message in hand is finished and acknowledged) and waits for the
+    /// background tasks.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Builds generation 1 when the read model is empty (or a fresh generation when asked to),
+/// retrying until the event store and the storage answer.
+async fn initial_build<M: ReadModel>(
+    projector: Projector<M>,
+    events: EventStoreServiceClient<Channel>,
+    force: bool,
+    stop: CancellationToken,
+) {
+    loop {
+        let result = async {
+            let generations = projector.model().generations().await?;
+            if generations.active != 0 && !force {
+                return Ok(());
+            }
+            projector.progress().set_rebuilding(true);
+            let (marked, generation) = rebuild::begin(projector.model()).await?;
+            tracing::info!(generation, "building the read model from the event store");
+            rebuild::complete(&projector, events.clone(), marked, generation).await
+        };
+        let result: Result<(), RebuildError> = tokio::select! {
+            result = result => result,
+            () = stop.cancelled() => return,
+        };
+        projector.progress().set_rebuilding(false);
+        match result {
+            Ok(()) => return,
+            Err(RebuildError::AlreadyRunning(generation)) => {
+                tracing::info!(generation, "another replica is rebuilding; not starting one here");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "initial build failed; retrying");
+                // A half-built generation is restarted from scratch by the next attempt.
+                if let Ok(g) = projector.model().generations().await
+                    && let Some(building) = g.building
+                {
+                    let _ = projector
+                        .model()
+                        .swap_generations(
+                            g,
+                            crate::read_model::Generations { active: g.active, building: None },
+                        )
+                        .await;
+                    let _ = projector.model().drop_generation(building).await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn report_health<M: ReadModel>(
+    projector: Projector<M>,
+    health: HealthReporter,
+    names: &'static [&'static str],
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let snapshot = projector.progress().snapshot();
+        let has_data = matches!(projector.model().generations().await, Ok(g) if g.active != 0);
+        let serving = snapshot.consuming
+            && has_data
+            && !(snapshot.rebuilding && !has_complete(&projector).await);
+        let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+        if last != Some(status) {
+            for name in names {
+                health.set_service_status(*name, status).await;
+            }
+            tracing::info!(
+                ?status,
+                consuming = snapshot.consuming,
+                rebuilding = snapshot.rebuilding,
+                "health"
+            );
+            last = Some(status);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            () = stop.cancelled() => {
+                for name in names {
+                    health.set_service_status(*name, ServingStatus::NotServing).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// True when readers have a complete generation: a rebuild into a *new* generation keeps the
+/// old one served, but the very first build has nothing complete yet.
+async fn has_complete<M: ReadModel>(projector: &Projector<M>) -> bool {
+    matches!(projector.model().generations().await, Ok(g) if g.building.is_some())
+}
+
+/// `course.v1.ProjectionAdminService`.
+pub struct AdminApi<M: ReadModel> {
+    projector: Projector<M>,
+    events: EventStoreServiceClient<Channel>,
+}
+
+#[tonic::async_trait]
+impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
+    async fn get_projection_status(
+        &self,
+        _request: Request<GetProjectionStatusRequest>,
+    ) -> Result<Response<GetProjectionStatusResponse>, Status> {
+        let model = self.projector.model();
+        let generations = model.generations().await.map_err(read_model_status)?;
+        let applied = model.watermark(generations.active).await.map_err(read_model_status)?;
+        let snapshot = self.projector.progress().snapshot();
+        Ok(Response::new(GetProjectionStatusResponse {
+            active_generation: generations.active,
+            building_generation: generations.building.unwrap_or(0),
+            applied_position: applied,
+            received_position: snapshot.received_position,
+            lag_events: snapshot.received_position.saturating_sub(applied),
+            lag_seconds: snapshot.lag_seconds,
+            consuming: snapshot.consuming,
+        }))
+    }
+
+    async fn rebuild_read_model(
+        &self,
+        _request: Request<RebuildReadModelRequest>,
+    ) -> Result<Response<RebuildReadModelResponse>, Status> {
+        let (marked, generation) = match rebuild::begin(self.projector.model()).await {
+            Ok(reserved) => reserved,
+            Err(RebuildError::AlreadyRunning(g)) => {
+                return Err(Status::failed_precondition(format!(
+                    "a rebuild of generation {g} is already running"
+                )));
+            }
+            Err(RebuildError::Raced) => {
+                return Err(Status::aborted("the generations changed concurrently; retry"));
+            }
+            Err(err) => return Err(Status::unavailable(err.to_string())),
+        };
+        let projector = self.projector.clone();
+        let events = self.events.clone();
+        let progress = Arc::new(projector.progress().clone());
+        tokio::spawn(async move {
+            progress.set_rebuilding(true);
+            if let Err(err) = rebuild::complete(&projector, events, marked, generation).await {
+                tracing::error!(error = %err, generation, "rebuild failed; the previous generation stays active");
+                if let Ok(g) = projector.model().generations().await
+                    && g.building == Some(generation)
+                {
+                    let _ = projector
+                        .model()
+                        .swap_generations(
+                            g,
+                            crate::read_model::Generations { active: g.active, building: None },
+                        )
+                        .await;
+                    let _ = projector.model().drop_generation(generation).await;
+                }
+            }
+            progress.set_rebuilding(false);
+        });
+        tracing::info!(generation, "rebuild started");
+        Ok(Response::new(RebuildReadModelResponse { generation }))
+    }
+}
+
+fn read_model_status(err: crate::read_model::ReadModelError) -> Status {
+    tracing::warn!(error = %err, "read model unavailable");
+    Status::unavailable("the read model is unavailable; retry later")
+}
