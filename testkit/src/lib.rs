@@ -1,0 +1,166 @@
+//! Test support shared by the query services' end-to-end tests.
+
+mod proxy;
+
+use std::time::Duration;
+
+use command_svc::Application;
+use command_svc::config::Config;
+use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
+use course_proto::v1::event_store_service_client::EventStoreServiceClient;
+use futures::StreamExt;
+use platform::telemetry::LogFormat;
+pub use proxy::TcpProxy;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Request;
+use tonic::transport::Channel;
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use uuid::Uuid;
+
+/// The HS256 secret every test service shares.
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// PostgreSQL admin URL (`TEST_DATABASE_URL`).
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// RabbitMQ URL (`TEST_RABBITMQ_URL`).
+pub fn rabbitmq_url() -> String {
+    std::env::var("TEST_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// A name unique to this test: `<prefix>.<uuid>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}", Uuid::new_v4().simple())
+}
+
+/// Creates an empty database (named `cmd_test_*`, dropped by `make test` next time).
+pub async fn fresh_database() -> String {
+    let admin = admin_url();
+    let name = format!("cmd_test_{}", Uuid::new_v4().simple());
+    let conn = Database::connect(&admin).await.expect("PostgreSQL answers at TEST_DATABASE_URL");
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    conn.close().await.expect("close");
+    let (base, _) = admin.rsplit_once('/').expect("url has a database");
+    format!("{base}/{name}")
+}
+
+/// A real command-svc running in this process.
+pub struct CommandSvc {
+    /// `http://127.0.0.1:<port>`, for EVENT_STORE_URL.
+    pub url: String,
+    /// Its configuration (database, exchange).
+    pub config: Config,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts command-svc on port 0 with a fresh database, publishing to `exchange`.
+pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
+    platform::telemetry::init(LogFormat::Text);
+    let database_url = fresh_database().await;
+    let config = Config {
+        database_url,
+        database_max_connections: 16,
+        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
+        auth_jwt_secret: Some(SECRET.to_owned()),
+        auth_jwt_public_key_file: None,
+        log_format: LogFormat::Text,
+        request_timeout_ms: 30_000,
+        max_request_bytes: 64 * 1024,
+        command_retries: 10,
+        rabbitmq_url: rabbitmq_url(),
+        rabbitmq_exchange: exchange.to_owned(),
+        relay_batch_size: 500,
+    };
+    let app = Application::build(config.clone()).await.expect("command-svc builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+    let channel = Channel::from_shared(url.clone()).expect("uri").connect_lazy();
+    let svc = CommandSvc { url, config, channel, stop: Some(stop_tx), task: Some(task) };
+    wait_for_health(&svc.channel, "course.v1.CourseCommandService", ServingStatus::Serving).await;
+    svc
+}
+
+impl CommandSvc {
+    /// A command client.
+    pub fn commands(&self) -> CourseCommandServiceClient<Channel> {
+        CourseCommandServiceClient::new(self.channel.clone())
+    }
+
+    /// An event store client.
+    pub fn event_store(&self) -> EventStoreServiceClient<Channel> {
+        EventStoreServiceClient::new(self.channel.clone())
+    }
+
+    /// Graceful stop.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for CommandSvc {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A bearer token for `user`.
+pub fn token(user: Uuid) -> String {
+    platform::auth::mint_hs256(SECRET.as_bytes(), user, Duration::from_secs(600)).expect("token")
+}
+
+/// A request carrying `user`'s bearer token.
+pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {}", token(user)).parse().expect("ascii"));
+    request
+}
+
+/// Waits (through the health Watch stream) until `service` reports `wanted`; 60 s at most.
+pub async fn wait_for_health(channel: &Channel, service: &str, wanted: ServingStatus) {
+    let watch = async {
+        loop {
+            let mut client = HealthClient::new(channel.clone());
+            let Ok(response) = client.watch(HealthCheckRequest { service: service.into() }).await
+            else {
+                // Not listening yet: back off briefly before reconnecting.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let mut stream = response.into_inner();
+            while let Some(Ok(update)) = stream.next().await {
+                if update.status == wanted as i32 {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), watch)
+        .await
+        .unwrap_or_else(|_| panic!("{service} never became {wanted:?}"));
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
