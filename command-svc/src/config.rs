@@ -1,9 +1,9 @@
 //! Command-line and environment configuration.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
 use uuid::Uuid;
 
@@ -53,12 +53,9 @@ pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50051")]
     pub grpc_listen: SocketAddr,
-    /// HS256 secret that verifies bearer tokens (and signs `token`).
-    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
-    pub auth_jwt_secret: Option<String>,
-    /// PEM public key that verifies RS256 bearer tokens instead of the HS256 secret.
-    #[arg(long, env = "AUTH_JWT_PUBLIC_KEY_FILE")]
-    pub auth_jwt_public_key_file: Option<PathBuf>,
+    /// Bearer-token verification (`token` signs with AUTH_JWT_SECRET).
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -87,19 +84,4 @@ pub struct Config {
     /// has no expected_version).
     #[arg(long, env = "COMMAND_RETRIES", default_value_t = 10)]
     pub command_retries: usize,
-}
-
-impl Config {
-    /// Checks what clap cannot: exactly one way to verify tokens.
-    pub fn validate(&self) -> Result<(), String> {
-        match (&self.auth_jwt_secret, &self.auth_jwt_public_key_file) {
-            (None, None) => {
-                Err("set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY_FILE (RS256)".into())
-            }
-            (Some(secret), _) if secret.len() < 16 => {
-                Err("AUTH_JWT_SECRET must be at least 16 characters".into())
-            }
-            _ => Ok(()),
-        }
-    }
 }

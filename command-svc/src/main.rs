@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Action::Migrate => migrate(&cli.config.database_url).await,
-        Action::Token { sub, ttl_secs } => match cli.config.auth_jwt_secret {
+        Action::Token { sub, ttl_secs } => match cli.config.auth.auth_jwt_secret {
             Some(secret) => auth::mint_hs256(
                 secret.as_bytes(),
                 sub.unwrap_or_else(Uuid::now_v7),

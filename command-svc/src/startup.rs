@@ -40,26 +40,11 @@ pub struct Application {
     broker: messaging::Pool,
 }
 
-/// Builds the token verifier the configuration asks for.
-pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    match (&config.auth_jwt_public_key_file, &config.auth_jwt_secret) {
-        (Some(path), _) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("reading AUTH_JWT_PUBLIC_KEY_FILE {}", path.display()))?;
-            Authenticator::rs256_pem(&pem)
-                .context("AUTH_JWT_PUBLIC_KEY_FILE is not an RSA public key")
-        }
-        (None, Some(secret)) => Ok(Authenticator::hs256(secret.as_bytes())),
-        (None, None) => anyhow::bail!("no token verification configured"),
-    }
-}
-
 impl Application {
     /// Validates the configuration, binds the listener and prepares the store (lazily: a
     /// PostgreSQL that is down does not stop the service from starting).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let auth = authenticator(&config)?;
+        let auth = config.auth.authenticator()?;
         let store = EventStore::connect_lazy(&config.database_url, config.database_max_connections)
             .await
             .context("invalid DATABASE_URL")?;

@@ -94,6 +94,46 @@ impl Authenticator {
     }
 }
 
+/// How a service verifies bearer tokens: flags with environment fallbacks, shared by every
+/// service of the mesh.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuthArgs {
+    /// HS256 secret that verifies bearer tokens (at least 16 characters).
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+    /// PEM public key that verifies RS256 bearer tokens instead of the HS256 secret.
+    #[arg(long, env = "AUTH_JWT_PUBLIC_KEY_FILE")]
+    pub auth_jwt_public_key_file: Option<std::path::PathBuf>,
+}
+
+impl AuthArgs {
+    /// HS256 with `secret` (tests and development).
+    pub fn hs256(secret: &str) -> Self {
+        Self { auth_jwt_secret: Some(secret.to_owned()), auth_jwt_public_key_file: None }
+    }
+
+    /// The verifier these settings describe; a clear error when they are missing or invalid.
+    pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
+        match (&self.auth_jwt_public_key_file, &self.auth_jwt_secret) {
+            (Some(path), _) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("reading AUTH_JWT_PUBLIC_KEY_FILE {}: {e}", path.display())
+                })?;
+                Authenticator::rs256_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!("AUTH_JWT_PUBLIC_KEY_FILE is not an RSA public key: {e}")
+                })
+            }
+            (None, Some(secret)) if secret.len() < 16 => {
+                anyhow::bail!("AUTH_JWT_SECRET must be at least 16 characters")
+            }
+            (None, Some(secret)) => Ok(Authenticator::hs256(secret.as_bytes())),
+            (None, None) => anyhow::bail!(
+                "set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY_FILE (RS256) to verify bearer tokens"
+            ),
+        }
+    }
+}
+
 /// Mints an HS256 token for `sub`, valid for `ttl` (development and tests).
 pub fn mint_hs256(secret: &[u8], sub: Uuid, ttl: Duration) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
