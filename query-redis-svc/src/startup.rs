@@ -1,0 +1,107 @@
+//! Builds the service from its configuration and runs it until a shutdown signal.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use course_proto::v1::catalog_query_service_server::CatalogQueryServiceServer;
+use platform::auth::Authenticator;
+use projection::runtime::{Runtime, RuntimeConfig};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::Config;
+use crate::grpc::CatalogApi;
+use crate::store::RedisReadModel;
+
+/// Names under which `grpc.health.v1` reports.
+pub const HEALTH_NAMES: &[&str] = &["", "course.v1.CatalogQueryService"];
+
+/// A bound, ready-to-run query-redis-svc.
+pub struct Application {
+    listener: TcpListener,
+    config: Config,
+    model: RedisReadModel,
+    auth: Authenticator,
+}
+
+impl Application {
+    /// Validates the configuration and binds the listener. Redis, RabbitMQ and command-svc are
+    /// reached lazily: the service starts (NOT_SERVING) while they are down.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let auth = config.auth.authenticator()?;
+        let model = RedisReadModel::connect(&config.redis_url, &config.redis_key_prefix)
+            .context("invalid REDIS_URL")?;
+        let listener = TcpListener::bind(config.grpc_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
+        Ok(Self { listener, config, model, auth })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The read model (tests inspect it).
+    pub fn model(&self) -> &RedisReadModel {
+        &self.model
+    }
+
+    /// Serves until `shutdown`; then stops consuming (finishing and acknowledging the message
+    /// in hand), reports NOT_SERVING and drains in-flight calls.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self { listener, config, model, auth } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in HEALTH_NAMES {
+            health.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+        let mut runtime = Runtime::new(
+            model.clone(),
+            RuntimeConfig {
+                rabbitmq_url: config.rabbitmq_url.clone(),
+                exchange: config.rabbitmq_exchange.clone(),
+                queue: config.queue_name.clone(),
+                delivery_limit: config.delivery_limit,
+                prefetch: config.prefetch,
+                event_store_url: config.event_store_url.clone(),
+                rebuild_on_start: config.rebuild_on_start,
+            },
+        )?;
+        runtime.start(health.clone(), HEALTH_NAMES);
+        let api = CatalogApi::new(
+            model,
+            runtime.projector().progress().clone(),
+            auth,
+            Duration::from_millis(config.read_your_writes_timeout_ms),
+        );
+        let (reflection_v1, reflection_v1alpha) =
+            platform::grpc::reflection_services(&[course_proto::FILE_DESCRIPTOR_SET])?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "query-redis-svc listening");
+        let stop = runtime.stop_token();
+        let drain = async move {
+            shutdown.await;
+            stop.cancel();
+            for name in HEALTH_NAMES {
+                health.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+            tracing::info!("draining in-flight calls");
+        };
+        Server::builder()
+            .timeout(Duration::from_secs(30))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(CatalogQueryServiceServer::new(api).max_decoding_message_size(64 * 1024))
+            .add_service(runtime.admin_service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+            .await
+            .context("gRPC server failed")?;
+        runtime.shutdown().await;
+        tracing::info!("query-redis-svc stopped");
+        Ok(())
+    }
+}

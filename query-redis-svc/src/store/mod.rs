@@ -1,0 +1,541 @@
+//! The Redis read model.
+//!
+//! Keys are designed around the queries (`P` is the configured prefix, `g` the generation):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P generations` | hash | `active`, `building` |
+//! | `P g:course:{id}` | hash | the course summary, including its `version` |
+//! | `P g:course:{id}:participants` | zset (lex) | `{joined_ms}:{user}` in join order |
+//! | `P g:course:{id}:joined` | hash | user → their member in the zset above |
+//! | `P g:idx:all`, `P g:idx:status:{S}`, `P g:idx:instructor:{id}` | zset (lex) | course ids; ids are UUID v7, so lexicographic order is creation order |
+//! | `P g:idx:popular`, `P g:idx:popular:{S}` | zset | course id scored by participant count |
+//! | `P g:user:{id}:courses` | zset (lex) | `{joined_ms}:{course}` of a user's enrolments |
+//! | `P g:user:{id}:joined` | hash | course → their member above |
+//! | `P g:applied`, `P g:watermark` | zset, string | applied positions above the contiguous watermark |
+//!
+//! Every event is one Lua script (`scripts::SAVE`): it checks the course hash's version and
+//! applies all key changes atomically, so a duplicate or a concurrent writer can never double a
+//! count or an index entry. The scripts touch keys not passed in `KEYS`, so this layout is for a
+//! single Redis (or a replicated primary), not Redis Cluster.
+
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use course_domain::CourseStatus;
+use fred::prelude::{
+    Builder, Client, ClientLike, Config, Error, ErrorKind, HashesInterface, KeysInterface,
+    ReconnectPolicy, SortedSetsInterface,
+};
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand};
+use projection::fold::{Change, CourseSummary};
+use projection::{Generations, ReadModel, ReadModelError, Saved};
+use uuid::Uuid;
+
+/// The catalog read model in Redis.
+#[derive(Clone)]
+pub struct RedisReadModel {
+    client: Client,
+    prefix: Arc<str>,
+    save: Arc<Script>,
+    mark: Arc<Script>,
+    swap: Arc<Script>,
+}
+
+/// A participant or enrolment entry: `{joined_ms}:{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The other side's id (user for participants, course for enrolments).
+    pub id: Uuid,
+    /// When.
+    pub joined_at: DateTime<Utc>,
+}
+
+fn member(joined_at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{:013}:{id}", joined_at.timestamp_millis().max(0))
+}
+
+impl Joined {
+    /// Parses a zset member; `None` for anything else (a tampered page token, for example).
+    pub fn parse(member: &str) -> Option<Joined> {
+        let (ms, id) = member.split_once(':')?;
+        if ms.len() != 13 {
+            return None;
+        }
+        Some(Joined {
+            id: Uuid::parse_str(id).ok()?,
+            joined_at: DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+        })
+    }
+
+    /// The zset member again (page tokens).
+    pub fn member(&self) -> String {
+        member(self.joined_at, self.id)
+    }
+}
+
+fn status_name(status: CourseStatus) -> &'static str {
+    match status {
+        CourseStatus::Created => "Created",
+        CourseStatus::Presenting => "Presenting",
+        CourseStatus::Active => "Active",
+        CourseStatus::Completed => "Completed",
+    }
+}
+
+fn parse_status(raw: &str) -> Option<CourseStatus> {
+    Some(match raw {
+        "Created" => CourseStatus::Created,
+        "Presenting" => CourseStatus::Presenting,
+        "Active" => CourseStatus::Active,
+        "Completed" => CourseStatus::Completed,
+        _ => return None,
+    })
+}
+
+fn classify(err: Error) -> ReadModelError {
+    match err.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Routing
+        | ErrorKind::Backpressure => ReadModelError::Unavailable(err.into()),
+        _ => ReadModelError::Unexpected(err.into()),
+    }
+}
+
+/// Builds write operations for the SAVE script.
+#[derive(Default)]
+struct Ops(Vec<String>);
+
+impl Ops {
+    fn op<const N: usize>(&mut self, parts: [&str; N]) {
+        self.0.push(N.to_string());
+        self.0.extend(parts.iter().map(|p| (*p).to_owned()));
+    }
+}
+
+impl RedisReadModel {
+    /// A client for `url` that reconnects by itself; it connects in the background, so a Redis
+    /// that is down does not stop the service from starting.
+    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let config = Config::from_url(url)?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(3);
+                c.max_command_attempts = 2;
+            })
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(3))
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()?;
+        client.connect();
+        Ok(Self {
+            client,
+            prefix: Arc::from(prefix),
+            save: Arc::new(Script::from_lua(scripts::SAVE)),
+            mark: Arc::new(Script::from_lua(scripts::MARK_APPLIED)),
+            swap: Arc::new(Script::from_lua(scripts::SWAP_GENERATIONS)),
+        })
+    }
+
+    /// True when Redis answers.
+    pub async fn ping(&self) -> bool {
+        self.client.ping::<String>(None).await.is_ok()
+    }
+
+    fn generations_key(&self) -> String {
+        format!("{}generations", self.prefix)
+    }
+
+    fn key(&self, generation: u32, rest: &str) -> String {
+        format!("{}{generation}:{rest}", self.prefix)
+    }
+
+    fn course_key(&self, generation: u32, course: Uuid) -> String {
+        self.key(generation, &format!("course:{course}"))
+    }
+
+    async fn zrange_lex(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<String>, ReadModelError> {
+        let (start, end) = match (after, reverse) {
+            (Some(after), true) => (format!("({after}"), "-".to_owned()),
+            (None, true) => ("+".to_owned(), "-".to_owned()),
+            (Some(after), false) => (format!("({after}"), "+".to_owned()),
+            (None, false) => ("-".to_owned(), "+".to_owned()),
+        };
+        let mut args = vec![key.to_owned(), start, end, "BYLEX".to_owned()];
+        if reverse {
+            args.push("REV".to_owned());
+        }
+        args.extend(["LIMIT".to_owned(), "0".to_owned(), limit.to_string()]);
+        self.client
+            .custom(CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false), args)
+            .await
+            .map_err(classify)
+    }
+
+    /// Summaries of `courses` in `generation`, in the given order (missing ones skipped).
+    pub async fn summaries(
+        &self,
+        generation: u32,
+        courses: &[Uuid],
+    ) -> Result<Vec<CourseSummary>, ReadModelError> {
+        if courses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for course in courses {
+            let _: () =
+                pipeline.hgetall(self.course_key(generation, *course)).await.map_err(classify)?;
+        }
+        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
+        Ok(hashes.iter().filter_map(parse_summary).collect())
+    }
+
+    /// Course ids newest first from the chosen index, after `after`.
+    pub async fn list_courses(
+        &self,
+        generation: u32,
+        status: Option<CourseStatus>,
+        instructor: Option<Uuid>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<CourseSummary>, ReadModelError> {
+        let index = match (instructor, status) {
+            (Some(instructor), _) => self.key(generation, &format!("idx:instructor:{instructor}")),
+            (None, Some(status)) => {
+                self.key(generation, &format!("idx:status:{}", status_name(status)))
+            }
+            (None, None) => self.key(generation, "idx:all"),
+        };
+        let mut out = Vec::with_capacity(limit);
+        let mut cursor = after.map(|a| a.to_string());
+        // With both filters the instructor index is read and filtered by status.
+        loop {
+            let ids = self.zrange_lex(&index, cursor.as_deref(), true, limit).await?;
+            let exhausted = ids.len() < limit;
+            cursor = ids.last().cloned();
+            let ids: Vec<Uuid> = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+            for summary in self.summaries(generation, &ids).await? {
+                if status.is_none_or(|s| s == summary.status) && out.len() < limit {
+                    out.push(summary);
+                }
+            }
+            if exhausted || out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The most popular courses.
+    pub async fn popular(
+        &self,
+        generation: u32,
+        status: Option<CourseStatus>,
+        limit: usize,
+    ) -> Result<Vec<CourseSummary>, ReadModelError> {
+        let index = match status {
+            Some(status) => self.key(generation, &format!("idx:popular:{}", status_name(status))),
+            None => self.key(generation, "idx:popular"),
+        };
+        let ids: Vec<String> =
+            self.client.zrevrange(index, 0, limit as i64 - 1, false).await.map_err(classify)?;
+        let ids: Vec<Uuid> = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+        self.summaries(generation, &ids).await
+    }
+
+    /// A course's participants in join order, after the `after` member.
+    pub async fn participants(
+        &self,
+        generation: u32,
+        course: Uuid,
+        after: Option<&Joined>,
+        limit: usize,
+    ) -> Result<Vec<Joined>, ReadModelError> {
+        let key = self.key(generation, &format!("course:{course}:participants"));
+        let after = after.map(Joined::member);
+        let members = self.zrange_lex(&key, after.as_deref(), false, limit).await?;
+        Ok(members.iter().filter_map(|m| Joined::parse(m)).collect())
+    }
+
+    /// A user's enrolments, most recent first, after the `after` member.
+    pub async fn enrolments(
+        &self,
+        generation: u32,
+        user: Uuid,
+        after: Option<&Joined>,
+        limit: usize,
+    ) -> Result<Vec<Joined>, ReadModelError> {
+        let key = self.key(generation, &format!("user:{user}:courses"));
+        let after = after.map(Joined::member);
+        let members = self.zrange_lex(&key, after.as_deref(), true, limit).await?;
+        Ok(members.iter().filter_map(|m| Joined::parse(m)).collect())
+    }
+
+    fn write_ops(&self, generation: u32, after: &CourseSummary, change: &Change) -> Ops {
+        let id = after.course_id.to_string();
+        let course = self.course_key(generation, after.course_id);
+        let status = status_name(after.status);
+        let participants = after.participant_count.to_string();
+        let popular = self.key(generation, "idx:popular");
+        let popular_status = self.key(generation, &format!("idx:popular:{status}"));
+        let mut ops = Ops::default();
+        let fields = summary_fields(after);
+        let mut hset: Vec<&str> = vec!["HSET", &course];
+        for (field, value) in &fields {
+            hset.push(field);
+            hset.push(value);
+        }
+        ops.0.push(hset.len().to_string());
+        ops.0.extend(hset.iter().map(|s| (*s).to_owned()));
+        match change {
+            Change::Created => {
+                let instructor =
+                    self.key(generation, &format!("idx:instructor:{}", after.instructor_id));
+                ops.op(["ZADD", &self.key(generation, "idx:all"), "0", &id]);
+                ops.op(["ZADD", &self.key(generation, &format!("idx:status:{status}")), "0", &id]);
+                ops.op(["ZADD", &instructor, "0", &id]);
+                ops.op(["ZADD", &popular, &participants, &id]);
+                ops.op(["ZADD", &popular_status, &participants, &id]);
+            }
+            Change::StatusChanged { from } => {
+                let from = status_name(*from);
+                ops.op(["ZREM", &self.key(generation, &format!("idx:status:{from}")), &id]);
+                ops.op(["ZADD", &self.key(generation, &format!("idx:status:{status}")), "0", &id]);
+                ops.op(["ZREM", &self.key(generation, &format!("idx:popular:{from}")), &id]);
+                ops.op(["ZADD", &popular_status, &participants, &id]);
+            }
+            Change::ParticipantJoined { user_id, joined_at } => {
+                let user = user_id.to_string();
+                let course_member = member(*joined_at, *user_id);
+                let user_member = member(*joined_at, after.course_id);
+                ops.op(["ZADD", &format!("{course}:participants"), "0", &course_member]);
+                ops.op(["HSET", &format!("{course}:joined"), &user, &course_member]);
+                ops.op([
+                    "ZADD",
+                    &self.key(generation, &format!("user:{user}:courses")),
+                    "0",
+                    &user_member,
+                ]);
+                ops.op([
+                    "HSET",
+                    &self.key(generation, &format!("user:{user}:joined")),
+                    &id,
+                    &user_member,
+                ]);
+                ops.op(["ZADD", &popular, &participants, &id]);
+                ops.op(["ZADD", &popular_status, &participants, &id]);
+            }
+            Change::ParticipantLeft { user_id } => {
+                let user = user_id.to_string();
+                ops.op([
+                    "ZREM_INDEXED",
+                    &format!("{course}:participants"),
+                    &format!("{course}:joined"),
+                    &user,
+                ]);
+                ops.op([
+                    "ZREM_INDEXED",
+                    &self.key(generation, &format!("user:{user}:courses")),
+                    &self.key(generation, &format!("user:{user}:joined")),
+                    &id,
+                ]);
+                ops.op(["ZADD", &popular, &participants, &id]);
+                ops.op(["ZADD", &popular_status, &participants, &id]);
+            }
+            Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
+        }
+        ops
+    }
+}
+
+fn summary_fields(s: &CourseSummary) -> Vec<(&'static str, String)> {
+    vec![
+        ("course_id", s.course_id.to_string()),
+        ("version", s.version.to_string()),
+        ("title", s.title.clone()),
+        ("description", s.description.clone()),
+        ("category", s.category.clone()),
+        ("status", status_name(s.status).to_owned()),
+        ("instructor_id", s.instructor_id.to_string()),
+        ("max_participants", s.max_participants.to_string()),
+        ("section_count", s.section_count.to_string()),
+        ("participant_count", s.participant_count.to_string()),
+        ("comment_count", s.comment_count.to_string()),
+        ("created_at", s.created_at.timestamp_millis().to_string()),
+        ("updated_at", s.updated_at.timestamp_millis().to_string()),
+    ]
+}
+
+fn parse_summary(hash: &HashMap<String, String>) -> Option<CourseSummary> {
+    let get = |field: &str| hash.get(field).map(String::as_str);
+    let number = |field: &str| get(field)?.parse::<u64>().ok();
+    let time = |field: &str| DateTime::from_timestamp_millis(get(field)?.parse().ok()?);
+    Some(CourseSummary {
+        course_id: Uuid::parse_str(get("course_id")?).ok()?,
+        version: number("version")?,
+        title: get("title")?.to_owned(),
+        description: get("description")?.to_owned(),
+        category: get("category")?.to_owned(),
+        status: parse_status(get("status")?)?,
+        instructor_id: Uuid::parse_str(get("instructor_id")?).ok()?,
+        max_participants: number("max_participants")? as u32,
+        section_count: number("section_count")? as u32,
+        participant_count: number("participant_count")? as u32,
+        comment_count: number("comment_count")? as u32,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl ReadModel for RedisReadModel {
+    async fn generations(&self) -> Result<Generations, ReadModelError> {
+        let hash: HashMap<String, u32> =
+            self.client.hgetall(self.generations_key()).await.map_err(classify)?;
+        Ok(Generations {
+            active: hash.get("active").copied().unwrap_or(0),
+            building: hash.get("building").copied().filter(|b| *b != 0),
+        })
+    }
+
+    async fn swap_generations(
+        &self,
+        expected: Generations,
+        new: Generations,
+    ) -> Result<bool, ReadModelError> {
+        let args = vec![
+            expected.active.to_string(),
+            expected.building.unwrap_or(0).to_string(),
+            new.active.to_string(),
+            new.building.unwrap_or(0).to_string(),
+        ];
+        let swapped: i64 = self
+            .swap
+            .evalsha_with_reload(&self.client, vec![self.generations_key()], args)
+            .await
+            .map_err(classify)?;
+        Ok(swapped == 1)
+    }
+
+    async fn drop_generation(&self, generation: u32) -> Result<(), ReadModelError> {
+        let pattern = format!("{}{generation}:*", self.prefix);
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    CustomCommand::new("SCAN", ClusterHash::Random, false),
+                    vec![
+                        cursor.clone(),
+                        "MATCH".into(),
+                        pattern.clone(),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
+                )
+                .await
+                .map_err(classify)?;
+            if !keys.is_empty() {
+                let _: i64 = self
+                    .client
+                    .custom(CustomCommand::new("UNLINK", ClusterHash::FirstKey, false), keys)
+                    .await
+                    .map_err(classify)?;
+            }
+            if next == "0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    async fn summary(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+    ) -> Result<Option<CourseSummary>, ReadModelError> {
+        let hash: HashMap<String, String> =
+            self.client.hgetall(self.course_key(generation, course_id)).await.map_err(classify)?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        parse_summary(&hash).map(Some).ok_or_else(|| {
+            ReadModelError::Unexpected(anyhow::anyhow!(
+                "course {course_id}: malformed summary hash"
+            ))
+        })
+    }
+
+    async fn save(
+        &self,
+        generation: u32,
+        before_version: u64,
+        after: &CourseSummary,
+        change: &Change,
+    ) -> Result<Saved, ReadModelError> {
+        let mut args = vec![before_version.to_string()];
+        args.extend(self.write_ops(generation, after, change).0);
+        let applied: i64 = self
+            .save
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.course_key(generation, after.course_id)],
+                args,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(if applied == 1 { Saved::Applied } else { Saved::Conflict })
+    }
+
+    async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError> {
+        let watermark: u64 = self
+            .mark
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                vec![position.to_string()],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(watermark)
+    }
+
+    async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
+        let value: Option<u64> =
+            self.client.get(self.key(generation, "watermark")).await.map_err(classify)?;
+        Ok(value.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_members_sort_by_time_and_round_trip() {
+        let a = Joined {
+            id: Uuid::now_v7(),
+            joined_at: DateTime::from_timestamp_millis(5).expect("t"),
+        };
+        let b = Joined {
+            id: Uuid::now_v7(),
+            joined_at: DateTime::from_timestamp_millis(1_700_000_000_000).expect("t"),
+        };
+        assert!(a.member() < b.member());
+        assert_eq!(Joined::parse(&a.member()), Some(a));
+        assert_eq!(Joined::parse("nonsense"), None);
+        assert_eq!(Joined::parse("12:not-a-uuid"), None);
+    }
+}
