@@ -1,0 +1,333 @@
+//! `course.v1.CourseQueryService`: validation, read-your-writes waits, and the reads.
+
+use std::time::Duration;
+
+use course_domain::{CourseStatus, validation};
+use course_proto::v1::{self, course_query_service_server::CourseQueryService};
+use platform::auth::Authenticator;
+use platform::grpc::Violations;
+use projection::{Progress, ReadModel, wait};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::page_token;
+use crate::store::{CommentCursor, CourseCursor, MongoReadModel, SearchFilter};
+
+/// Page size when the request leaves it at 0.
+const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Largest page.
+const MAX_PAGE_SIZE: u32 = 100;
+/// Longest search text, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// The read RPCs over the MongoDB read model.
+#[derive(Clone)]
+pub struct CourseQueryApi {
+    model: MongoReadModel,
+    progress: Progress,
+    auth: Authenticator,
+    wait_timeout: Duration,
+}
+
+fn page_size(raw: u32) -> Result<u32, String> {
+    match raw {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        1..=MAX_PAGE_SIZE => Ok(raw),
+        _ => Err(format!("must be 1-{MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE} (got {raw})")),
+    }
+}
+
+fn query_words(raw: &str) -> Result<Vec<String>, String> {
+    let chars = raw.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(format!("must be at most {MAX_QUERY_CHARS} characters (got {chars})"));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(raw.split_whitespace().map(str::to_owned).collect())
+}
+
+fn status_filter(raw: i32) -> Result<CourseStatus, String> {
+    v1::CourseStatus::try_from(raw)
+        .ok()
+        .and_then(|s| CourseStatus::try_from(s).ok())
+        .ok_or_else(|| format!("must be a course status other than UNSPECIFIED (got {raw})"))
+}
+
+/// Finishes validation: INVALID_ARGUMENT with every violation, or the checked values.
+fn finish<T>(violations: Violations, values: Option<T>) -> Result<T, ApiError> {
+    violations.finish().map_err(ApiError::Invalid)?;
+    values.ok_or_else(|| ApiError::Invalid(Status::invalid_argument("invalid request")))
+}
+
+fn status_of(name: &str) -> i32 {
+    v1::CourseStatus::from_str_name(name).unwrap_or(v1::CourseStatus::Unspecified) as i32
+}
+
+impl CourseQueryApi {
+    pub fn new(
+        model: MongoReadModel,
+        progress: Progress,
+        auth: Authenticator,
+        wait_timeout: Duration,
+    ) -> Self {
+        Self { model, progress, auth, wait_timeout }
+    }
+
+    /// The generation readers are served from.
+    async fn active(&self) -> Result<u32, ApiError> {
+        match self.model.generations().await?.active {
+            0 => Err(ApiError::NotBuilt),
+            generation => Ok(generation),
+        }
+    }
+
+    async fn wait_for_version(&self, course_id: Uuid, min: Option<u64>) -> Result<(), ApiError> {
+        if let Some(min) = min.filter(|m| *m > 0) {
+            wait::for_version(&self.model, &self.progress, course_id, min, self.wait_timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_position(&self, min: Option<u64>) -> Result<(), ApiError> {
+        if let Some(min) = min.filter(|m| *m > 0) {
+            wait::for_position(&self.model, &self.progress, min, self.wait_timeout).await?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(Display))]
+    async fn course_details(
+        &self,
+        request: v1::GetCourseDetailsRequest,
+    ) -> Result<v1::GetCourseDetailsResponse, ApiError> {
+        let mut violations = Violations::new();
+        let course_id = violations.check("course_id", validation::uuid(&request.course_id));
+        let course_id = finish(violations, course_id)?;
+        self.wait_for_version(course_id, request.min_version).await?;
+        let course = self
+            .model
+            .course(self.active().await?, course_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("course {course_id} not found")))?;
+        Ok(v1::GetCourseDetailsResponse { course: Some(course.into_proto()) })
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn search(
+        &self,
+        request: v1::SearchCoursesRequest,
+    ) -> Result<v1::SearchCoursesResponse, ApiError> {
+        let mut violations = Violations::new();
+        let words = violations.check("query", query_words(&request.query));
+        let status = request.status.map(|raw| violations.check("status", status_filter(raw)));
+        let instructor = request
+            .instructor_id
+            .as_deref()
+            .map(|raw| violations.check("instructor_id", validation::uuid(raw)));
+        let category = request
+            .category
+            .as_deref()
+            .map(|raw| violations.check("category", validation::category(raw)));
+        let size = violations.check("page_size", page_size(request.page_size));
+        let cursor = violations.check("page_token", page_token::parse_courses(&request.page_token));
+        let checked = (|| {
+            Some((
+                words?,
+                status.map_or(Some(None), |s| s.map(Some))?,
+                instructor.map_or(Some(None), |i| i.map(Some))?,
+                category.map_or(Some(None), |c| c.map(Some))?,
+                size?,
+                cursor?,
+            ))
+        })();
+        let (words, status, instructor_id, category, size, cursor) = finish(violations, checked)?;
+        self.wait_for_position(request.min_position).await?;
+        let filter = SearchFilter { words, status, instructor_id, category };
+        let mut courses = self
+            .model
+            .search(self.active().await?, &filter, cursor.as_ref(), i64::from(size) + 1)
+            .await?;
+        let next_page_token = if courses.len() > size as usize {
+            courses.truncate(size as usize);
+            courses
+                .last()
+                .map(|last| {
+                    page_token::courses(&CourseCursor {
+                        created_at_millis: last.created_at.timestamp_millis(),
+                        course_id: last.id.clone(),
+                    })
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(v1::SearchCoursesResponse {
+            courses: courses.into_iter().map(|c| c.into_proto()).collect(),
+            next_page_token,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(Display))]
+    async fn comments(
+        &self,
+        request: v1::ListCourseCommentsRequest,
+    ) -> Result<v1::ListCourseCommentsResponse, ApiError> {
+        let mut violations = Violations::new();
+        let course_id = violations.check("course_id", validation::uuid(&request.course_id));
+        let size = violations.check("page_size", page_size(request.page_size));
+        let cursor =
+            violations.check("page_token", page_token::parse_comments(&request.page_token));
+        let checked = (|| Some((course_id?, size?, cursor?)))();
+        let (course_id, size, cursor) = finish(violations, checked)?;
+        self.wait_for_version(course_id, request.min_version).await?;
+        let generation = self.active().await?;
+        if self.model.summary(generation, course_id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("course {course_id} not found")));
+        }
+        let mut comments = self
+            .model
+            .comments(generation, course_id, cursor.as_ref(), i64::from(size) + 1)
+            .await?;
+        let next_page_token = if comments.len() > size as usize {
+            comments.truncate(size as usize);
+            comments
+                .last()
+                .map(|last| {
+                    page_token::comments(&CommentCursor {
+                        posted_at_millis: last.posted_at.timestamp_millis(),
+                        comment_id: last.id.clone(),
+                    })
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(v1::ListCourseCommentsResponse {
+            comments: comments.into_iter().map(|c| c.into_proto()).collect(),
+            next_page_token,
+        })
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn enrollments(
+        &self,
+        caller: Uuid,
+        request: v1::ListUserEnrollmentsRequest,
+    ) -> Result<v1::ListUserEnrollmentsResponse, ApiError> {
+        let mut violations = Violations::new();
+        let user = match request.user_id.as_deref() {
+            None => Some(caller),
+            Some(raw) => violations.check("user_id", validation::uuid(raw)),
+        };
+        let user = finish(violations, user)?;
+        if user != caller {
+            return Err(ApiError::PermissionDenied(
+                "only your own enrolments are visible".to_owned(),
+            ));
+        }
+        self.wait_for_position(request.min_position).await?;
+        let enrollments = self.model.enrollments(self.active().await?, user).await?;
+        Ok(v1::ListUserEnrollmentsResponse {
+            enrollments: enrollments
+                .into_iter()
+                .map(|e| v1::Enrollment {
+                    course_id: e.course_id,
+                    title: e.title,
+                    status: status_of(&e.status),
+                    joined_at: Some(course_proto::timestamp(crate::store::chrono_time(
+                        e.joined_at,
+                    ))),
+                })
+                .collect(),
+        })
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn stats(
+        &self,
+        request: v1::GetPlatformStatsRequest,
+    ) -> Result<v1::GetPlatformStatsResponse, ApiError> {
+        self.wait_for_position(request.min_position).await?;
+        let stats = self.model.stats(self.active().await?).await?;
+        let counts = |pairs: Vec<(String, u64)>| {
+            pairs.into_iter().map(|(key, count)| v1::Count { key, count }).collect()
+        };
+        Ok(v1::GetPlatformStatsResponse {
+            total_courses: stats.total_courses,
+            courses_by_status: counts(stats.by_status),
+            courses_by_category: counts(stats.by_category),
+            total_participants: stats.total_participants,
+            total_comments: stats.total_comments,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl CourseQueryService for CourseQueryApi {
+    async fn get_course_details(
+        &self,
+        request: Request<v1::GetCourseDetailsRequest>,
+    ) -> Result<Response<v1::GetCourseDetailsResponse>, Status> {
+        Ok(Response::new(self.course_details(request.into_inner()).await?))
+    }
+
+    async fn search_courses(
+        &self,
+        request: Request<v1::SearchCoursesRequest>,
+    ) -> Result<Response<v1::SearchCoursesResponse>, Status> {
+        Ok(Response::new(self.search(request.into_inner()).await?))
+    }
+
+    async fn list_course_comments(
+        &self,
+        request: Request<v1::ListCourseCommentsRequest>,
+    ) -> Result<Response<v1::ListCourseCommentsResponse>, Status> {
+        Ok(Response::new(self.comments(request.into_inner()).await?))
+    }
+
+    async fn list_user_enrollments(
+        &self,
+        request: Request<v1::ListUserEnrollmentsRequest>,
+    ) -> Result<Response<v1::ListUserEnrollmentsResponse>, Status> {
+        let caller = self.auth.authenticate(request.metadata()).map_err(ApiError::from)?;
+        Ok(Response::new(self.enrollments(caller, request.into_inner()).await?))
+    }
+
+    async fn get_platform_stats(
+        &self,
+        request: Request<v1::GetPlatformStatsRequest>,
+    ) -> Result<Response<v1::GetPlatformStatsResponse>, Status> {
+        Ok(Response::new(self.stats(request.into_inner()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_to_twenty_and_stop_at_a_hundred() {
+        assert_eq!(page_size(0), Ok(20));
+        assert_eq!(page_size(100), Ok(100));
+        assert!(page_size(101).is_err());
+    }
+
+    #[test]
+    fn a_query_is_split_into_words_and_bounded() {
+        assert_eq!(query_words("  Rust   async "), Ok(vec!["Rust".into(), "async".into()]));
+        assert_eq!(query_words(""), Ok(vec![]));
+        assert!(query_words(&"x".repeat(201)).is_err());
+        assert!(query_words("a\0b").is_err());
+    }
+
+    #[test]
+    fn an_unspecified_or_unknown_status_filter_is_refused() {
+        assert_eq!(status_filter(3), Ok(CourseStatus::Active));
+        assert!(status_filter(0).is_err());
+        assert!(status_filter(42).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! [`ReadModel`] on MongoDB: version-guarded single-document writes, a compare-and-set
+//! watermark, and generations as sets of collections.
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use projection::fold::{Change, CourseSummary};
+use projection::{Generations, ReadModel, ReadModelError, Saved};
+use uuid::Uuid;
+
+use super::documents::{CommentDoc, CourseDoc, SectionDoc, summary_fields, version};
+use super::{GENERATIONS_ID, MongoReadModel, classify, is_duplicate_key};
+
+/// Applied positions read per step when advancing a watermark.
+const ADVANCE_BATCH: i64 = 512;
+
+fn watermark_id(generation: u32) -> String {
+    format!("watermark_g{generation}")
+}
+
+/// An integer field, whichever BSON width the server returned it in.
+pub(crate) fn int(value: Option<&Bson>) -> u64 {
+    match value {
+        Some(Bson::Int32(v)) => u64::try_from(*v).unwrap_or_default(),
+        Some(Bson::Int64(v)) => u64::try_from(*v).unwrap_or_default(),
+        Some(Bson::Double(v)) if *v >= 0.0 => *v as u64,
+        _ => 0,
+    }
+}
+
+fn as_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unexpected(err: impl std::fmt::Display) -> ReadModelError {
+    ReadModelError::Unexpected(anyhow::anyhow!("{err}"))
+}
+
+impl MongoReadModel {
+    /// Compare-and-set of a generation's watermark from `from` to `to`.
+    async fn advance_watermark(
+        &self,
+        generation: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, ReadModelError> {
+        let state = self.state();
+        let filter = doc! { "_id": watermark_id(generation), "position": as_i64(from) };
+        let update = doc! { "$set": { "position": as_i64(to) } };
+        if from == 0 {
+            // The first advance creates the document; a concurrent first advance loses on the
+            // unique `_id`.
+            return match state.update_one(filter, update).upsert(true).await {
+                Ok(result) => Ok(result.matched_count == 1 || result.upserted_id.is_some()),
+                Err(err) if is_duplicate_key(&err) => Ok(false),
+                Err(err) => Err(classify(err)),
+            };
+        }
+        let result = state.update_one(filter, update).await.map_err(classify)?;
+        Ok(result.matched_count == 1)
+    }
+}
+
+#[async_trait]
+impl ReadModel for MongoReadModel {
+    async fn generations(&self) -> Result<Generations, ReadModelError> {
+        let state =
+            self.state().find_one(doc! { "_id": GENERATIONS_ID }).await.map_err(classify)?;
+        Ok(state.map_or_else(Generations::default, |doc| {
+            let building = u32::try_from(int(doc.get("building"))).unwrap_or_default();
+            Generations {
+                active: u32::try_from(int(doc.get("active"))).unwrap_or_default(),
+                building: (building != 0).then_some(building),
+            }
+        }))
+    }
+
+    async fn swap_generations(
+        &self,
+        expected: Generations,
+        new: Generations,
+    ) -> Result<bool, ReadModelError> {
+        let filter = doc! {
+            "_id": GENERATIONS_ID,
+            "active": i64::from(expected.active),
+            "building": i64::from(expected.building.unwrap_or(0)),
+        };
+        let update = doc! { "$set": {
+            "active": i64::from(new.active),
+            "building": i64::from(new.building.unwrap_or(0)),
+        } };
+        let swapped = if expected == Generations::default() {
+            // Only the very first swap may create the document.
+            match self.state().update_one(filter, update).upsert(true).await {
+                Ok(result) => result.matched_count == 1 || result.upserted_id.is_some(),
+                Err(err) if is_duplicate_key(&err) => false,
+                Err(err) => return Err(classify(err)),
+            }
+        } else {
+            self.state().update_one(filter, update).await.map_err(classify)?.matched_count == 1
+        };
+        if swapped {
+            for generation in new.written() {
+                // Best effort: a failure here is retried lazily by the next save.
+                if let Err(err) = self.ensure_indexes(generation).await {
+                    tracing::warn!(generation, error = %err, "cannot create indexes yet");
+                }
+            }
+        }
+        Ok(swapped)
+    }
+
+    #[tracing::instrument(skip(self), err(Display))]
+    async fn drop_generation(&self, generation: u32) -> Result<(), ReadModelError> {
+        // Never drop what readers or a rebuild use: a replica that lost the race to reserve
+        // this generation would otherwise wipe the winner's fresh data.
+        let current = self.generations().await?;
+        if generation == current.active || current.building == Some(generation) {
+            tracing::warn!(generation, "not dropping a generation that is in use");
+            return Ok(());
+        }
+        self.forget_indexes(generation);
+        let g = self.generation(generation);
+        g.courses.drop().await.map_err(classify)?;
+        g.comments.drop().await.map_err(classify)?;
+        g.applied.drop().await.map_err(classify)?;
+        self.state()
+            .delete_one(doc! { "_id": watermark_id(generation) })
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn summary(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+    ) -> Result<Option<CourseSummary>, ReadModelError> {
+        let course = self
+            .generation(generation)
+            .courses
+            .find_one(doc! { "_id": course_id.to_string() })
+            .projection(doc! { "sections": 0, "participants": 0 })
+            .await
+            .map_err(classify)?;
+        course.map(|c| c.summary()).transpose().map_err(unexpected)
+    }
+
+    #[tracing::instrument(skip_all, fields(generation, course_id = %after.course_id, version = after.version), err(Display))]
+    async fn save(
+        &self,
+        generation: u32,
+        before_version: u64,
+        after: &CourseSummary,
+        change: &Change,
+    ) -> Result<Saved, ReadModelError> {
+        self.ensure_indexes(generation).await?;
+        let g = self.generation(generation);
+        if before_version == 0 {
+            return match g.courses.insert_one(CourseDoc::new(after)).await {
+                Ok(_) => Ok(Saved::Applied),
+                Err(err) if is_duplicate_key(&err) => Ok(Saved::Conflict),
+                Err(err) => Err(classify(err)),
+            };
+        }
+        let mut update = doc! { "$set": summary_fields(after) };
+        match change {
+            Change::SectionAdded(section) => {
+                let section = bson::to_bson(&SectionDoc::new(section)).map_err(unexpected)?;
+                update.insert("$push", doc! { "sections": section });
+            }
+            Change::ParticipantJoined { user_id, joined_at } => {
+                update.insert(
+                    "$push",
+                    doc! { "participants": {
+                        "user_id": user_id.to_string(),
+                        "joined_at": super::documents::bson_time(*joined_at),
+                    } },
+                );
+            }
+            Change::ParticipantLeft { user_id } => {
+                update.insert("$pull", doc! { "participants": { "user_id": user_id.to_string() } });
+            }
+            Change::Commented(comment) => {
+                // The comment first, idempotently (keyed by its id, `_id` included in the
+                // replacement): if the course update below is lost, redelivery heals it.
+                let comment = CommentDoc::new(comment);
+                g.comments
+                    .replace_one(doc! { "_id": &comment.id }, &comment)
+                    .upsert(true)
+                    .await
+                    .map_err(classify)?;
+            }
+            Change::Created | Change::DetailsChanged | Change::StatusChanged { .. } => {}
+        }
+        let filter =
+            doc! { "_id": after.course_id.to_string(), "version": version(before_version) };
+        let result = g.courses.update_one(filter, update).await.map_err(classify)?;
+        Ok(if result.matched_count == 1 { Saved::Applied } else { Saved::Conflict })
+    }
+
+    async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError> {
+        let mut watermark = self.watermark(generation).await?;
+        if position <= watermark {
+            return Ok(watermark);
+        }
+        let applied = self.generation(generation).applied;
+        match applied.insert_one(doc! { "_id": as_i64(position) }).await {
+            Ok(_) => {}
+            Err(err) if is_duplicate_key(&err) => {}
+            Err(err) => return Err(classify(err)),
+        }
+        // Advance over the contiguous run of applied positions. Every writer runs this after
+        // recording its own position, so the last one to record closes any gap; a lost
+        // compare-and-set only means another writer moved the watermark: look again.
+        loop {
+            let run: Vec<Document> = applied
+                .find(doc! { "_id": { "$gt": as_i64(watermark) } })
+                .sort(doc! { "_id": 1 })
+                .limit(ADVANCE_BATCH)
+                .await
+                .map_err(classify)?
+                .try_collect()
+                .await
+                .map_err(classify)?;
+            let mut end = watermark;
+            for doc in &run {
+                if int(doc.get("_id")) != end + 1 {
+                    break;
+                }
+                end += 1;
+            }
+            if end == watermark {
+                // Nothing to advance, unless another writer advanced (and cleaned up) since we
+                // read the watermark.
+                let now = self.watermark(generation).await?;
+                if now == watermark {
+                    return Ok(watermark);
+                }
+                watermark = now;
+                continue;
+            }
+            if self.advance_watermark(generation, watermark, end).await? {
+                applied
+                    .delete_many(doc! { "_id": { "$lte": as_i64(end) } })
+                    .await
+                    .map_err(classify)?;
+                watermark = end;
+                if run.len() < ADVANCE_BATCH as usize {
+                    return Ok(watermark);
+                }
+            } else {
+                watermark = self.watermark(generation).await?;
+            }
+        }
+    }
+
+    async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
+        let doc = self
+            .state()
+            .find_one(doc! { "_id": watermark_id(generation) })
+            .await
+            .map_err(classify)?;
+        Ok(int(doc.as_ref().and_then(|d| d.get("position"))))
+    }
+}

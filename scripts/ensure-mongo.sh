@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Makes sure something speaks the MongoDB wire protocol at 127.0.0.1:27017 (MONGO_PORT).
+# Idempotent: when a server (a real mongod, or one started earlier) already answers, it is left
+# alone. Otherwise the pinned nx-27017 server (MongoDB protocol over SQLite, from PyPI) is
+# installed into .tools/mongo and started in the background with its data in .tools/mongo/data.
+#
+# The launcher forces neosqlite's Python fallback path before serving: its fast SQL update path
+# stores a `$set` bool as 1 and a `$set` DateTime as a string, and ignores `$addToSet` on a
+# missing field. That is a defect of the test server only; the services use plain MongoDB
+# semantics and run unchanged against a real replica set.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+port="${MONGO_PORT:-27017}"
+home="$root/.tools/mongo"
+venv="$home/venv"
+stamp="$venv/.requirements"
+requirements="nx-27017==0.8.1 neosqlite==1.17.2 pymongo==4.20.1"
+
+log() { printf '[ensure-mongo] %s\n' "$*"; }
+
+ping() { # exit 0 when a MongoDB server answers a ping on 127.0.0.1:$port
+  if [ -x "$venv/bin/python" ]; then
+    "$venv/bin/python" - "$port" <<'PY' >/dev/null 2>&1
+import sys
+from pymongo import MongoClient
+client = MongoClient("127.0.0.1", int(sys.argv[1]), serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+client.admin.command("ping")
+PY
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+  fi
+}
+
+if ping; then
+  exit 0
+fi
+
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$requirements" ]; then
+  log "installing $requirements into .tools/mongo/venv"
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $requirements
+  echo "$requirements" >"$stamp"
+fi
+
+mkdir -p "$home/data"
+cat >"$home/launch.py" <<'PY'
+"""Starts nx-27017 with neosqlite's update fast path turned off (see scripts/ensure-mongo.sh)."""
+import sys
+
+from neosqlite.collection import query_helper
+
+query_helper.set_force_fallback(True)
+
+from nx_27017.nx_27017 import main  # noqa: E402
+
+sys.exit(main())
+PY
+
+pidfile="$home/nx-27017.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  log "nx-27017 (pid $(cat "$pidfile")) is running but not answering yet; waiting"
+else
+  log "starting nx-27017 on 127.0.0.1:$port (data in .tools/mongo/data, log .tools/mongo/nx-27017.log)"
+  # setsid: the server outlives the shell (and the make or CI step) that started it.
+  setsid nohup "$venv/bin/python" "$home/launch.py" --host 127.0.0.1 -p "$port" \
+    --data-dir "$home/data" --log-file "$home/nx-27017.log" --pid-file "$pidfile" \
+    >"$home/nx-27017.out" 2>&1 </dev/null &
+fi
+
+for _ in $(seq 1 300); do
+  if ping; then
+    log "MongoDB protocol answering on 127.0.0.1:$port"
+    exit 0
+  fi
+  sleep 0.1
+done
+log "nx-27017 did not come up; see .tools/mongo/nx-27017.log and .tools/mongo/nx-27017.out"
+tail -20 "$home/nx-27017.out" >&2 || true
+exit 1
