@@ -1,24 +1,38 @@
-//! Whether the event store is migrated and reachable: gates commands and drives health.
+//! Whether the event store is migrated and reachable: gates commands, background work and
+//! health.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Shared readiness flag.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+use tokio::sync::watch;
+
+/// Shared readiness flag that can also be awaited.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<watch::Sender<bool>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
+    }
+}
 
 impl Readiness {
     /// Marks ready or not.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0.send_if_modified(|current| std::mem::replace(current, ready) != ready);
     }
 
-    /// True once the schema is migrated.
+    /// True while the schema is migrated and the store answers.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        *self.0.borrow()
     }
 
-    /// UNAVAILABLE while migrations have not run.
+    /// Resolves once ready.
+    pub async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// UNAVAILABLE while not ready.
     pub fn check(&self) -> Result<(), tonic::Status> {
         if self.is_ready() {
             Ok(())

@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::envelope::envelope;
+use crate::readiness::Readiness;
 use crate::store::{EventStore, StoreError};
 
 /// Health name that reports whether the relay can reach the broker.
@@ -69,12 +70,17 @@ pub async fn run_relay(
     config: RelayConfig,
     mut head: watch::Receiver<u64>,
     health: HealthReporter,
+    readiness: Readiness,
     stop: CancellationToken,
 ) {
+    health.set_service_status(RELAY_HEALTH, ServingStatus::NotServing).await;
+    tokio::select! {
+        () = readiness.wait() => {}
+        () = stop.cancelled() => return,
+    }
     let name = config.checkpoint_name();
     let mut delays = backoff();
     let mut last_backlog_log = Instant::now() - BACKLOG_LOG_EVERY;
-    health.set_service_status(RELAY_HEALTH, ServingStatus::NotServing).await;
     'session: loop {
         if stop.is_cancelled() {
             return;

@@ -9,6 +9,7 @@ use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::readiness::Readiness;
 use crate::store::{EventStore, SEQUENCED_CHANNEL};
 
 /// How many events one sequencing transaction numbers at most.
@@ -40,8 +41,13 @@ pub async fn run_sequencer(
     store: EventStore,
     appended: Arc<Notify>,
     head: HeadSender,
+    readiness: Readiness,
     stop: CancellationToken,
 ) {
+    tokio::select! {
+        () = readiness.wait() => {}
+        () = stop.cancelled() => return,
+    }
     let mut backoff = fresh_backoff();
     loop {
         match store.sequence(BATCH).await {

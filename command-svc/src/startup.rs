@@ -82,6 +82,7 @@ impl Application {
                 store.clone(),
                 appended.clone(),
                 head_tx.clone(),
+                readiness.clone(),
                 stop.clone(),
             )),
             tokio::spawn(run_head_listener(store.clone(), head_tx, stop.clone())),
@@ -94,6 +95,7 @@ impl Application {
                 },
                 head_rx.clone(),
                 health.clone(),
+                readiness.clone(),
                 stop.clone(),
             )),
         ];

@@ -267,8 +267,9 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
 
     async fn rebuild_read_model(
         &self,
-        _request: Request<RebuildReadModelRequest>,
+        request: Request<RebuildReadModelRequest>,
     ) -> Result<Response<RebuildReadModelResponse>, Status> {
+        let wait = request.into_inner().wait;
         let (marked, generation) = match rebuild::begin(self.projector.model()).await {
             Ok(reserved) => reserved,
             Err(RebuildError::AlreadyRunning(g)) => {
@@ -284,9 +285,11 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
         let projector = self.projector.clone();
         let events = self.events.clone();
         let progress = Arc::new(projector.progress().clone());
-        tokio::spawn(async move {
+        // Spawned, so that a client that goes away does not abort the rebuild half-way.
+        let task = tokio::spawn(async move {
             progress.set_rebuilding(true);
-            if let Err(err) = rebuild::complete(&projector, events, marked, generation).await {
+            let result = rebuild::complete(&projector, events, marked, generation).await;
+            if let Err(err) = &result {
                 tracing::error!(error = %err, generation, "rebuild failed; the previous generation stays active");
                 if let Ok(g) = projector.model().generations().await
                     && g.building == Some(generation)
@@ -302,8 +305,16 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
                 }
             }
             progress.set_rebuilding(false);
+            result
         });
         tracing::info!(generation, "rebuild started");
+        if wait {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(Status::unavailable(format!("rebuild failed: {err}"))),
+                Err(_) => return Err(Status::internal("rebuild task failed")),
+            }
+        }
         Ok(Response::new(RebuildReadModelResponse { generation }))
     }
 }

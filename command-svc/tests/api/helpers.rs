@@ -30,7 +30,9 @@ pub fn admin_url() -> String {
 pub async fn fresh_database() -> String {
     let admin = admin_url();
     let name = format!("cmd_test_{}", Uuid::new_v4().simple());
-    let conn = Database::connect(&admin).await.expect("PostgreSQL answers at TEST_DATABASE_URL");
+    let mut options = sea_orm::ConnectOptions::new(admin.clone());
+    options.sqlx_logging(false);
+    let conn = Database::connect(options).await.expect("PostgreSQL answers at TEST_DATABASE_URL");
     conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
     conn.close().await.expect("close");
     let (base, _) = admin.rsplit_once('/').expect("url has a database");

@@ -1,0 +1,259 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use course_proto::v1::catalog_query_service_client::CatalogQueryServiceClient;
+use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
+use course_proto::v1::{self, CourseSummary};
+use platform::auth::AuthArgs;
+use platform::telemetry::LogFormat;
+use query_redis_svc::Application;
+use query_redis_svc::config::Config;
+use testkit::{CommandSvc, ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Configuration of a query-redis-svc with its own key prefix and queue.
+pub fn config(command: &CommandSvc, exchange: &str) -> Config {
+    Config {
+        redis_url: redis_url(),
+        redis_key_prefix: format!("{}:", unique("test")),
+        rabbitmq_url: testkit::rabbitmq_url(),
+        rabbitmq_exchange: exchange.to_owned(),
+        queue_name: unique("test.catalog"),
+        delivery_limit: 3,
+        prefetch: 32,
+        event_store_url: command.url.clone(),
+        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
+        auth: AuthArgs::hs256(testkit::SECRET),
+        log_format: LogFormat::Text,
+        read_your_writes_timeout_ms: 10_000,
+        rebuild_on_start: false,
+    }
+}
+
+pub struct Catalog {
+    pub config: Config,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts query-redis-svc with `config` and waits until it serves.
+pub async fn spawn_catalog(config: Config) -> Catalog {
+    let app = Application::build(config.clone()).await.expect("query-redis-svc builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(url).expect("uri").connect_lazy();
+    wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    Catalog { config, channel, stop: Some(stop) }
+}
+
+/// command-svc publishing to a fresh exchange, and a catalog consuming it.
+pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
+    let exchange = unique("test.events");
+    let command = spawn_command_svc(&exchange).await;
+    let catalog = spawn_catalog(config(&command, &exchange)).await;
+    (command, catalog)
+}
+
+impl Catalog {
+    pub fn client(&self) -> CatalogQueryServiceClient<Channel> {
+        CatalogQueryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn admin(&self) -> ProjectionAdminServiceClient<Channel> {
+        ProjectionAdminServiceClient::new(self.channel.clone())
+    }
+
+    /// The course once the catalog has applied `version` of it.
+    pub async fn course_at(&self, course_id: &str, version: u64) -> CourseSummary {
+        self.client()
+            .get_course(v1::GetCourseRequest {
+                course_id: course_id.to_owned(),
+                min_version: Some(version),
+            })
+            .await
+            .expect("course caught up")
+            .into_inner()
+            .course
+            .expect("course")
+    }
+
+    /// Everything the catalog serves, through its RPCs, for comparing read models.
+    pub async fn snapshot(&self) -> Snapshot {
+        let mut client = self.client();
+        let mut courses = BTreeMap::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_courses(v1::ListCoursesRequest {
+                    page_size: 100,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list")
+                .into_inner();
+            for course in page.courses {
+                courses.insert(course.course_id.clone(), course);
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let mut participants = BTreeMap::new();
+        let mut enrolments: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in courses.keys() {
+            let users: Vec<String> =
+                self.participants(id).await.into_iter().map(|p| p.user_id).collect();
+            for user in &users {
+                if !enrolments.contains_key(user) {
+                    let user_id = Uuid::parse_str(user).expect("uuid");
+                    let mine = client
+                        .list_user_courses(as_user(
+                            user_id,
+                            v1::ListUserCoursesRequest { page_size: 100, ..Default::default() },
+                        ))
+                        .await
+                        .expect("user courses")
+                        .into_inner();
+                    enrolments.insert(
+                        user.clone(),
+                        mine.courses
+                            .into_iter()
+                            .filter_map(|c| c.course.map(|c| c.course_id))
+                            .collect(),
+                    );
+                }
+            }
+            participants.insert(id.clone(), users);
+        }
+        let popular = client
+            .list_popular_courses(v1::ListPopularCoursesRequest {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("popular")
+            .into_inner()
+            .courses
+            .into_iter()
+            .map(|c| (c.participant_count, c.course_id))
+            .collect();
+        Snapshot { courses, participants, enrolments, popular }
+    }
+
+    pub async fn participants(&self, course_id: &str) -> Vec<v1::Participant> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .client()
+                .list_course_participants(v1::ListCourseParticipantsRequest {
+                    course_id: course_id.to_owned(),
+                    page_size: 7,
+                    page_token: token.clone(),
+                    min_version: None,
+                })
+                .await
+                .expect("participants")
+                .into_inner();
+            out.extend(page.participants);
+            if page.next_page_token.is_empty() {
+                return out;
+            }
+            token = page.next_page_token;
+        }
+    }
+}
+
+/// What a catalog serves.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub courses: BTreeMap<String, CourseSummary>,
+    pub participants: BTreeMap<String, Vec<String>>,
+    pub enrolments: BTreeMap<String, Vec<String>>,
+    pub popular: Vec<(u32, String)>,
+}
+
+/// A small mixed workload; returns (course id, final version) of each course.
+pub async fn workload(command: &CommandSvc, courses: usize, users: usize) -> Vec<(String, u64)> {
+    let mut c = command.commands();
+    let instructor = Uuid::now_v7();
+    let members: Vec<Uuid> = (0..users).map(|_| Uuid::now_v7()).collect();
+    let mut out = Vec::new();
+    for i in 0..courses {
+        let mut request = create_request(0);
+        request.title = format!("Course {i}");
+        let id = c
+            .create_course(as_user(instructor, request))
+            .await
+            .expect("create")
+            .into_inner()
+            .course_id;
+        let mut version = present(command, instructor, &id).await;
+        for (n, user) in members.iter().enumerate().filter(|(n, _)| n % (i + 1) == 0) {
+            version =
+                c.join_course(as_user(*user, join(&id))).await.expect("join").into_inner().version;
+            if n % 3 == 0 {
+                version = c
+                    .leave_course(as_user(
+                        *user,
+                        v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
+                    ))
+                    .await
+                    .expect("leave")
+                    .into_inner()
+                    .version;
+            }
+        }
+        out.push((id, version));
+    }
+    out
+}
+
+pub async fn present(command: &CommandSvc, instructor: Uuid, id: &str) -> u64 {
+    command
+        .commands()
+        .present_course(as_user(
+            instructor,
+            v1::PresentCourseRequest { course_id: id.to_owned(), ..Default::default() },
+        ))
+        .await
+        .expect("present")
+        .into_inner()
+        .version
+}
+
+pub fn create_request(max_participants: u32) -> v1::CreateCourseRequest {
+    v1::CreateCourseRequest {
+        command_id: None,
+        title: "Event sourcing in Rust".into(),
+        description: "Aggregates, projections and the outbox".into(),
+        category: "Programming".into(),
+        max_participants,
+        expected_version: None,
+    }
+}
+
+pub fn join(course_id: &str) -> v1::JoinCourseRequest {
+    v1::JoinCourseRequest { course_id: course_id.to_owned(), ..Default::default() }
+}
+
+pub const WAIT: Duration = Duration::from_secs(60);

@@ -1,0 +1,7 @@
+//! End-to-end tests: a real command-svc (with its relay), RabbitMQ, Redis and query-redis-svc,
+//! driven through their tonic clients.
+
+mod delivery;
+mod helpers;
+mod queries;
+mod rebuild;
