@@ -9,7 +9,7 @@ use tonic::Status;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Malformed input; the status carries the field violations.
-    #[error("invalid request: {}", .0.message())]
+    #[error("{}", .0.message())]
     Invalid(Status),
     /// No such course.
     #[error("{0}")]

@@ -99,7 +99,7 @@ impl CourseQueryApi {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(Display))]
+    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
     async fn course_details(
         &self,
         request: v1::GetCourseDetailsRequest,
@@ -116,7 +116,7 @@ impl CourseQueryApi {
         Ok(v1::GetCourseDetailsResponse { course: Some(course.into_proto()) })
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all, err(level = "info", Display))]
     async fn search(
         &self,
         request: v1::SearchCoursesRequest,
@@ -171,7 +171,7 @@ impl CourseQueryApi {
         })
     }
 
-    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(Display))]
+    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
     async fn comments(
         &self,
         request: v1::ListCourseCommentsRequest,
@@ -212,7 +212,7 @@ impl CourseQueryApi {
         })
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all, err(level = "info", Display))]
     async fn enrollments(
         &self,
         caller: Uuid,
@@ -246,7 +246,7 @@ impl CourseQueryApi {
         })
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all, err(level = "info", Display))]
     async fn stats(
         &self,
         request: v1::GetPlatformStatsRequest,

@@ -1,0 +1,8 @@
+//! End-to-end tests: a real command-svc (PostgreSQL, relay to RabbitMQ) and a real
+//! query-mongo-svc (RabbitMQ consumer, MongoDB read model) in this process, driven through
+//! their tonic clients. Each test has its own exchange, queue and databases.
+
+mod courses;
+mod helpers;
+mod people;
+mod projection;

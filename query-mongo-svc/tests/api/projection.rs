@@ -1,0 +1,311 @@
+//! The projection's guarantees on MongoDB: duplicates, reordering, poison messages, rebuilds,
+//! several replicas.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use course_proto::v1::{self, EventEnvelope};
+use futures::StreamExt;
+use futures::future::join_all;
+use messaging::lapin::BasicProperties;
+use messaging::lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use messaging::lapin::types::FieldTable;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+const CONFIRM: Duration = Duration::from_secs(10);
+
+/// Publishes crafted copies of real envelopes straight to `exchange`, in the given order.
+async fn publish(exchange: &str, envelopes: &[&EventEnvelope]) {
+    let pool = messaging::pool(&testkit::rabbitmq_url(), 1).expect("pool");
+    let channel = messaging::publisher_channel(&pool, exchange).await.expect("channel");
+    let owned: Vec<EventEnvelope> = envelopes.iter().map(|e| (*e).clone()).collect();
+    messaging::publish_confirmed(&channel, exchange, &owned, CONFIRM).await.expect("published");
+}
+
+async fn status(query: &QueryApp) -> v1::GetProjectionStatusResponse {
+    query
+        .admin()
+        .get_projection_status(v1::GetProjectionStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn duplicated_and_reversed_deliveries_leave_the_state_of_one_in_order_delivery() {
+    let env = spawn_private_env().await;
+    let (cmd, instructor, alice) = (&env.command, Uuid::now_v7(), Uuid::now_v7());
+    let exchange = env.query.setup.exchange.clone();
+    let id = create(cmd, instructor, "Replayed", "Order").await;
+    add_section(cmd, instructor, &id, "One").await;
+    add_section(cmd, instructor, &id, "Two").await;
+    present(cmd, instructor, &id).await;
+    join(cmd, alice, &id).await;
+    activate(cmd, instructor, &id).await;
+    let (last, _) = comment(cmd, alice, &id, "Hello").await;
+    let events = events_until(cmd, &id, last).await;
+    assert_eq!(events.len(), 7);
+    let e = |version: u64| &events[version as usize - 1];
+
+    // v1 twice, then v3 before v2 (v3 fills v2 from the event store), v2 late and again,
+    // then the rest backwards with every one repeated.
+    publish(&exchange, &[e(1), e(1)]).await;
+    assert_eq!(details(&env.query, &id, 1).await.version, 1);
+    publish(&exchange, &[e(3), e(2), e(2), e(3)]).await;
+    assert_eq!(details(&env.query, &id, 3).await.version, 3);
+    publish(&exchange, &[e(7), e(6), e(5), e(4), e(7), e(6), e(5), e(4), e(1)]).await;
+    let shuffled = details(&env.query, &id, last).await;
+    let (shuffled_comments, _) = comments_all(&env.query, &id, 10, last).await;
+
+    assert_eq!(shuffled.version, 7);
+    assert_eq!(
+        shuffled.sections.iter().map(|s| s.title.as_str()).collect::<Vec<_>>(),
+        ["One", "Two"]
+    );
+    assert_eq!(shuffled.participants.len(), 1);
+    assert_eq!((shuffled.participant_count, shuffled.comment_count), (1, 1));
+    assert_eq!(shuffled_comments.len(), 1);
+    let position = e(7).global_position;
+    assert_eq!(status(&env.query).await.applied_position, position, "watermark is exact");
+
+    // One in-order delivery of the same events: a rebuild replays the event store in order.
+    let generation = env
+        .query
+        .admin()
+        .rebuild_read_model(v1::RebuildReadModelRequest::default())
+        .await
+        .expect("rebuild")
+        .into_inner()
+        .generation;
+    wait_for_switch(&env.query, generation).await;
+    assert_eq!(details(&env.query, &id, last).await, shuffled);
+    assert_eq!(comments_all(&env.query, &id, 10, last).await.0, shuffled_comments);
+    assert_eq!(stats(&env.query, position).await.total_comments, 1);
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_next_event_still_applies() {
+    let env = spawn_private_env().await;
+    let exchange = env.query.setup.exchange.clone();
+    let id = create(&env.command, Uuid::now_v7(), "After the poison", "Safety").await;
+    let events = events_until(&env.command, &id, 1).await;
+
+    let pool = messaging::pool(&testkit::rabbitmq_url(), 1).expect("pool");
+    let channel = messaging::publisher_channel(&pool, &exchange).await.expect("channel");
+    let garbage = b"\xff\x00 this is not an EventEnvelope".to_vec();
+    channel
+        .basic_publish(
+            exchange.as_str().into(),
+            messaging::routing_key("CourseCreated").as_str().into(),
+            BasicPublishOptions::default(),
+            &garbage,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    publish(&exchange, &[events.last().expect("created")]).await;
+
+    let course = details(&env.query, &id, 1).await;
+    assert_eq!(course.title, "After the poison");
+
+    let dlq = format!("{}.dlq", env.query.setup.queue);
+    let connection = pool.get().await.expect("connection");
+    let listen = connection.create_channel().await.expect("channel");
+    let mut parked = listen
+        .basic_consume(
+            dlq.as_str().into(),
+            "test-dlq".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume the dead-letter queue");
+    let delivery = tokio::time::timeout(Duration::from_secs(10), parked.next())
+        .await
+        .expect("a dead letter arrives")
+        .expect("stream open")
+        .expect("delivery");
+    assert_eq!(delivery.data, garbage);
+}
+
+/// Commands on `courses` until `stop`: joins by new users and comments by them.
+fn keep_commanding(
+    command: &testkit::CommandSvc,
+    courses: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let client = command.commands();
+    tokio::spawn(async move {
+        let mut sent = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let id = &courses[sent % courses.len()];
+            let user = Uuid::now_v7();
+            let mut commands = client.clone();
+            commands
+                .join_course(testkit::as_user(
+                    user,
+                    v1::JoinCourseRequest { course_id: id.clone(), ..Default::default() },
+                ))
+                .await
+                .expect("join during the rebuild");
+            commands
+                .comment_course(testkit::as_user(
+                    user,
+                    v1::CommentCourseRequest {
+                        course_id: id.clone(),
+                        text: format!("during rebuild {sent}"),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("comment during the rebuild");
+            sent += 1;
+        }
+        sent
+    })
+}
+
+/// Active courses with some participants and comments; returns their ids.
+async fn busy_courses(command: &testkit::CommandSvc, count: usize) -> Vec<String> {
+    let instructor = Uuid::now_v7();
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id =
+            create(command, instructor, &format!("Busy course {i}"), &format!("Cat {}", i % 3))
+                .await;
+        add_section(command, instructor, &id, "Intro").await;
+        present(command, instructor, &id).await;
+        activate(command, instructor, &id).await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// The last event so far (a sentinel command makes sure there is a newest one to wait for).
+async fn settle(command: &testkit::CommandSvc) -> (String, u64) {
+    let id = create(command, Uuid::now_v7(), "Sentinel", "Sentinel").await;
+    let position = position_of(command, &id, 1).await;
+    (id, position)
+}
+
+#[tokio::test]
+async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
+    let exchange = testkit::unique("test.events");
+    let command = testkit::spawn_command_svc(&exchange).await;
+    let live = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
+    let rebuilt = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
+    let mut courses = busy_courses(&command, 6).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = keep_commanding(&command, courses.clone(), stop.clone());
+
+    // A rebuild into a new generation while the old one is served...
+    let generation = rebuilt
+        .admin()
+        .rebuild_read_model(v1::RebuildReadModelRequest::default())
+        .await
+        .expect("rebuild")
+        .into_inner()
+        .generation;
+    assert_eq!(generation, 2);
+    wait_for_switch(&rebuilt, generation).await;
+    // ...and one from nothing, after flushing the read model.
+    rebuilt.model.database().drop().await.expect("flush");
+    let generation = rebuilt
+        .admin()
+        .rebuild_read_model(v1::RebuildReadModelRequest::default())
+        .await
+        .expect("rebuild after flush")
+        .into_inner()
+        .generation;
+    assert_eq!(generation, 1);
+    wait_for_switch(&rebuilt, generation).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let sent = traffic.await.expect("traffic");
+    assert!(sent > 0, "commands flowed during the rebuilds");
+    let (sentinel, position) = settle(&command).await;
+    courses.push(sentinel);
+    let expected = dump(&live, &courses, position).await;
+    let actual = dump(&rebuilt, &courses, position).await;
+    assert_eq!(expected.stats.total_comments as usize, sent);
+    assert_eq!(actual, expected);
+    assert_eq!(status(&rebuilt).await.applied_position, position);
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_queue_stay_exact() {
+    let exchange = testkit::unique("test.events");
+    let command = testkit::spawn_command_svc(&exchange).await;
+    let setup = QuerySetup::on(&exchange);
+    let first = spawn_query(&command.url, setup.clone()).await;
+    let second = spawn_query(&command.url, setup).await;
+    let reference = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
+    let mut courses = busy_courses(&command, 5).await;
+
+    // Concurrent joins and comments spread over the courses.
+    let calls = (0..120).map(|i| {
+        let mut client = command.commands();
+        let id = courses[i % courses.len()].clone();
+        async move {
+            let user = Uuid::now_v7();
+            client
+                .join_course(testkit::as_user(
+                    user,
+                    v1::JoinCourseRequest { course_id: id.clone(), ..Default::default() },
+                ))
+                .await?;
+            client
+                .comment_course(testkit::as_user(
+                    user,
+                    v1::CommentCourseRequest {
+                        course_id: id,
+                        text: format!("comment {i}"),
+                        ..Default::default()
+                    },
+                ))
+                .await
+        }
+    });
+    let results = join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    let (sentinel, position) = settle(&command).await;
+    courses.push(sentinel);
+
+    let from_first = dump(&first, &courses, position).await;
+    let from_second = dump(&second, &courses, position).await;
+    let from_reference = dump(&reference, &courses, position).await;
+    assert_eq!(from_first, from_reference);
+    assert_eq!(from_second, from_reference);
+    assert_eq!(from_reference.stats.total_comments, 120);
+    // Exact against the event store: every course at its last version, with the participants
+    // its events leave.
+    for course in &from_first.courses {
+        let events = stream(&command, &course.course_id).await;
+        assert_eq!(Some(course.version), events.last().map(|e| e.version));
+        let mut expected = BTreeSet::new();
+        for event in &events {
+            match &event.payload {
+                Some(v1::event_envelope::Payload::UserJoinedCourse(p)) => {
+                    expected.insert(p.user_id.clone());
+                }
+                Some(v1::event_envelope::Payload::UserLeftCourse(p)) => {
+                    expected.remove(&p.user_id);
+                }
+                _ => {}
+            }
+        }
+        let actual: BTreeSet<String> =
+            course.participants.iter().map(|p| p.user_id.clone()).collect();
+        assert_eq!(actual, expected);
+    }
+    // Both replicas took part.
+    let (a, b) = (status(&first).await, status(&second).await);
+    assert!(a.received_position > 0 && b.received_position > 0, "{a:?} {b:?}");
+    assert_eq!((a.applied_position, b.applied_position), (position, position));
+}
