@@ -53,6 +53,9 @@ pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50051")]
     pub grpc_listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`).
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
     /// Bearer-token verification (`token` signs with AUTH_JWT_SECRET).
     #[command(flatten)]
     pub auth: AuthArgs,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.config.log_format);
+    telemetry::init_service("command-svc", cli.config.log_format);
     let result = match cli.command.unwrap_or(Action::Serve) {
         Action::Serve => match Application::build(cli.config).await {
             Ok(app) => app.run_until_stopped(shutdown_signal()).await,
@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
             None => Err(anyhow::anyhow!("set AUTH_JWT_SECRET to mint a token")),
         },
     };
+    telemetry::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

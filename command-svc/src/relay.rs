@@ -151,6 +151,7 @@ async fn publish_batch(
     let envelopes: Vec<_> = events.iter().map(envelope).collect();
     messaging::publish_confirmed(channel, &config.exchange, &envelopes, CONFIRM_TIMEOUT).await?;
     lease.advance(last).await?;
+    metrics::counter!("events_published_total").increment(envelopes.len() as u64);
     tracing::debug!(count = envelopes.len(), position = last, "published");
     Ok(envelopes.len())
 }

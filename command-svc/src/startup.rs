@@ -29,7 +29,7 @@ use crate::store::EventStore;
 const HEALTH_NAMES: [&str; 3] =
     ["", "course.v1.CourseCommandService", "course.v1.EventStoreService"];
 /// How often the store is pinged to keep health current.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A bound, ready-to-run command service.
 pub struct Application {
@@ -38,6 +38,7 @@ pub struct Application {
     store: EventStore,
     auth: Authenticator,
     broker: messaging::Pool,
+    metrics: TcpListener,
 }
 
 impl Application {
@@ -52,7 +53,11 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
         let broker = messaging::pool(&config.rabbitmq_url, 2).context("invalid RABBITMQ_URL")?;
-        Ok(Self { listener, config, store, auth, broker })
+        let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
+            format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
+        })?;
+        platform::metrics::recorder();
+        Ok(Self { listener, config, store, auth, broker, metrics })
     }
 
     /// The port actually bound (useful with port 0).
@@ -60,10 +65,15 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
+    /// The port of the metrics endpoint.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls and
     /// stops the background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, config, store, auth, broker } = self;
+        let Self { listener, config, store, auth, broker, metrics } = self;
         let stop = CancellationToken::new();
         let readiness = Readiness::default();
         let appended = Arc::new(Notify::new());
@@ -71,11 +81,17 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
 
+        let relay = RelayConfig {
+            exchange: config.rabbitmq_exchange.clone(),
+            batch_size: config.relay_batch_size,
+        };
         let tasks = vec![
+            tokio::spawn(platform::metrics::serve(metrics, stop.clone())),
             tokio::spawn(watch_store(
                 store.clone(),
                 readiness.clone(),
                 health.clone(),
+                relay.checkpoint_name(),
                 stop.clone(),
             )),
             tokio::spawn(run_sequencer(
@@ -89,10 +105,7 @@ impl Application {
             tokio::spawn(run_relay(
                 store.clone(),
                 broker,
-                RelayConfig {
-                    exchange: config.rabbitmq_exchange.clone(),
-                    batch_size: config.relay_batch_size,
-                },
+                relay,
                 head_rx.clone(),
                 health.clone(),
                 readiness.clone(),
@@ -122,7 +135,8 @@ impl Application {
         Server::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .concurrency_limit_per_connection(256)
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .trace_fn(platform::grpc::request_span)
+            .layer(platform::metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -153,12 +167,13 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Migrates the store as soon as PostgreSQL answers, then keeps health and readiness in step
-/// with its reachability.
+/// Migrates the store as soon as PostgreSQL answers, then keeps health, readiness and the
+/// store's gauges (pool, outbox backlog) current.
 async fn watch_store(
     store: EventStore,
     readiness: Readiness,
     health: HealthReporter,
+    outbox: String,
     stop: CancellationToken,
 ) {
     let mut backoff = ExponentialBuilder::default()
@@ -192,6 +207,20 @@ async fn watch_store(
                 }
             }
             readiness.set(up);
+            let (open, idle) = store.pool_size();
+            metrics::gauge!("db_pool_connections", "state" => "open").set(f64::from(open));
+            metrics::gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
+            if up && let Ok(backlog) = store.outbox_backlog(&outbox).await {
+                metrics::gauge!("outbox_backlog_events").set(backlog.events as f64);
+                metrics::gauge!("outbox_oldest_unpublished_seconds").set(backlog.oldest_age_secs);
+                if backlog.events > 0 {
+                    tracing::info!(
+                        backlog_events = backlog.events,
+                        oldest_unpublished_secs = backlog.oldest_age_secs,
+                        "outbox backlog"
+                    );
+                }
+            }
             let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
             set_health(&health, status).await;
             HEALTH_INTERVAL

@@ -79,3 +79,18 @@ pub fn reflection_services(
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
+
+/// The span of one incoming gRPC call (used with tonic's `trace_fn`): named after the method,
+/// and a child of the caller's W3C trace context when the request carries one.
+pub fn request_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    let span = tracing::info_span!(
+        "grpc.request",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %path,
+    );
+    crate::propagation::set_parent_from_headers(&span, request.headers());
+    span
+}

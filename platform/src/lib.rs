@@ -1,6 +1,9 @@
-//! What every service of the mesh shares: logging, shutdown, identity and gRPC error helpers.
+//! What every service of the mesh shares: logging and tracing, metrics, shutdown, identity and
+//! gRPC helpers.
 
 pub mod auth;
 pub mod grpc;
+pub mod metrics;
+pub mod propagation;
 pub mod shutdown;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use messaging::lapin::options::{
 use messaging::lapin::types::FieldTable;
 use messaging::{ConsumerTopology, Pool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::decode::decode_body;
 use crate::projector::Projector;
@@ -105,9 +106,38 @@ async fn handle<M: ReadModel>(
         }
     };
     projector.progress().received(event.global_position);
+    // Continue the command's trace: a child of the traceparent the relay put in the headers.
+    let span = tracing::info_span!(
+        "projection.consume",
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        event_type = event.event.event_type(),
+        course_id = %event.course_id,
+        version = event.version,
+    );
+    if let Some(traceparent) = header(&delivery, "traceparent") {
+        platform::propagation::set_parent_from_traceparent(&span, &traceparent);
+    }
+    apply(projector, &delivery, &event, stop).instrument(span).await
+}
+
+fn header(delivery: &Delivery, name: &str) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        messaging::lapin::types::AMQPValue::LongString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+async fn apply<M: ReadModel>(
+    projector: &Projector<M>,
+    delivery: &Delivery,
+    event: &crate::fold::StoredEvent,
+    stop: &CancellationToken,
+) -> Result<(), messaging::BrokerError> {
     let mut delays = backoff();
     loop {
-        match projector.handle(&event).await {
+        match projector.handle(event).await {
             Ok(_) => {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
                 return Ok(());

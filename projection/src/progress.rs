@@ -120,8 +120,14 @@ impl Progress {
 
     /// Announces an applied event locally and to the other replicas.
     pub async fn announce(&self, applied: Applied, lag: Duration) {
-        self.inner.applied_position.fetch_max(applied.watermark, Ordering::Relaxed);
+        let previous = self.inner.applied_position.fetch_max(applied.watermark, Ordering::Relaxed);
         self.inner.lag_millis.store(lag.as_millis() as u64, Ordering::Relaxed);
+        let received = self.inner.received_position.load(Ordering::Relaxed);
+        metrics::gauge!("projection_applied_position").set(previous.max(applied.watermark) as f64);
+        metrics::gauge!("projection_lag_events")
+            .set(received.saturating_sub(previous.max(applied.watermark)) as f64);
+        metrics::gauge!("projection_lag_seconds").set(lag.as_secs_f64());
+        metrics::counter!("projection_events_applied_total").increment(1);
         let _ = self.inner.applied.send(applied);
         let bus = self.inner.bus.lock().await;
         if let Some((channel, exchange)) = bus.as_ref() {
@@ -145,11 +151,14 @@ impl Progress {
     /// Records a message received from the broker.
     pub fn received(&self, position: u64) {
         self.inner.received_position.fetch_max(position, Ordering::Relaxed);
+        metrics::gauge!("projection_received_position")
+            .set(self.inner.received_position.load(Ordering::Relaxed) as f64);
     }
 
     /// Whether the consumer is connected.
     pub fn set_consuming(&self, consuming: bool) {
         self.inner.consuming.store(consuming, Ordering::Relaxed);
+        metrics::gauge!("projection_consuming").set(if consuming { 1.0 } else { 0.0 });
     }
 
     /// Whether a rebuild runs here.
@@ -160,16 +169,19 @@ impl Progress {
     /// Counts a skipped duplicate.
     pub fn duplicate(&self) {
         self.inner.duplicates.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("projection_duplicates_skipped_total").increment(1);
     }
 
     /// Counts events fetched to fill a gap.
     pub fn gap_filled(&self, events: u64) {
         self.inner.gaps_filled.fetch_add(events, Ordering::Relaxed);
+        metrics::counter!("projection_gap_events_filled_total").increment(events);
     }
 
     /// Counts a dead-lettered message.
     pub fn dead_lettered(&self) {
         self.inner.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("projection_dead_lettered_total").increment(1);
     }
 
     /// Current numbers.

@@ -105,6 +105,7 @@ impl<M: ReadModel> Projector<M> {
     }
 
     /// Applies `event` to `generation`, filling any gap before it first.
+    #[tracing::instrument(name = "read_model.write", skip(self, event), fields(course_id = %event.course_id, version = event.version), err(Display))]
     pub async fn apply_to(
         &self,
         generation: u32,

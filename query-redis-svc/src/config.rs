@@ -47,6 +47,9 @@ pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50052")]
     pub grpc_listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`).
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9091")]
+    pub metrics_listen: SocketAddr,
     /// Bearer-token verification for ListUserCourses.
     #[command(flatten)]
     pub auth: AuthArgs,

@@ -25,6 +25,7 @@ pub struct Application {
     config: Config,
     model: RedisReadModel,
     auth: Authenticator,
+    metrics: TcpListener,
 }
 
 impl Application {
@@ -37,12 +38,21 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-        Ok(Self { listener, config, model, auth })
+        let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
+            format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
+        })?;
+        platform::metrics::recorder();
+        Ok(Self { listener, config, model, auth, metrics })
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The port of the metrics endpoint.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
     /// The read model (tests inspect it).
@@ -53,7 +63,7 @@ impl Application {
     /// Serves until `shutdown`; then stops consuming (finishing and acknowledging the message
     /// in hand), reports NOT_SERVING and drains in-flight calls.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, config, model, auth } = self;
+        let Self { listener, config, model, auth, metrics } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in HEALTH_NAMES {
             health.set_service_status(*name, ServingStatus::NotServing).await;
@@ -82,6 +92,7 @@ impl Application {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "query-redis-svc listening");
         let stop = runtime.stop_token();
+        let metrics_task = tokio::spawn(platform::metrics::serve(metrics, stop.clone()));
         let drain = async move {
             shutdown.await;
             stop.cancel();
@@ -92,6 +103,8 @@ impl Application {
         };
         Server::builder()
             .timeout(Duration::from_secs(30))
+            .trace_fn(platform::grpc::request_span)
+            .layer(platform::metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -101,6 +114,7 @@ impl Application {
             .await
             .context("gRPC server failed")?;
         runtime.shutdown().await;
+        let _ = metrics_task.await;
         tracing::info!("query-redis-svc stopped");
         Ok(())
     }

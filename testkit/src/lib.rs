@@ -80,6 +80,7 @@ pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
         rabbitmq_url: rabbitmq_url(),
         rabbitmq_exchange: exchange.to_owned(),
         relay_batch_size: 500,
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     };
     let app = Application::build(config.clone()).await.expect("command-svc builds");
     let url = format!("http://127.0.0.1:{}", app.port());

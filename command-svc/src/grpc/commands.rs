@@ -71,10 +71,11 @@ impl CommandApi {
                 .get("x-correlation-id")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| Uuid::parse_str(v).ok()),
-            traceparent: metadata
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            // The command span's own context, so consumers continue this trace; without a
+            // tracer, whatever the caller sent.
+            traceparent: platform::propagation::traceparent(&tracing::Span::current()).or_else(
+                || metadata.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            ),
         };
         Ok(self.commands.execute(course_id, ctx, command).await?)
     }

@@ -116,6 +116,12 @@ impl EventStore {
         Ok(())
     }
 
+    /// Connections in the pool: (open, idle).
+    pub fn pool_size(&self) -> (u32, usize) {
+        let pool = self.db.get_postgres_connection_pool();
+        (pool.size(), pool.num_idle())
+    }
+
     /// True when PostgreSQL answers.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
@@ -293,7 +299,10 @@ WHERE c.name = $1"#,
         .await;
 
         match result {
-            Ok(()) => Ok(expected_version + new_events.len() as u64),
+            Ok(()) => {
+                metrics::counter!("events_appended_total").increment(new_events.len() as u64);
+                Ok(expected_version + new_events.len() as u64)
+            }
             Err(err) => match violated_constraint(&err).as_deref() {
                 Some("events_stream_version_key") => {
                     Err(StoreError::Conflict { current: self.stream_version(stream_id).await? })

@@ -58,6 +58,7 @@ pub fn config(database_url: &str) -> Config {
         rabbitmq_url: rabbitmq_url(),
         rabbitmq_exchange: format!("test.events.{}", Uuid::new_v4().simple()),
         relay_batch_size: 200,
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     }
 }
 

@@ -5,3 +5,4 @@ mod delivery;
 mod helpers;
 mod queries;
 mod rebuild;
+mod telemetry;
