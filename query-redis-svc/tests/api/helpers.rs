@@ -40,6 +40,7 @@ pub fn config(command: &CommandSvc, exchange: &str) -> Config {
 pub struct Catalog {
     pub config: Config,
     pub metrics_port: u16,
+    pub port: u16,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -57,13 +58,14 @@ pub async fn spawn_catalog(config: Config) -> Catalog {
     let app = Application::build(config.clone()).await.expect("query-redis-svc builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let metrics_port = app.metrics_port();
+    let port = app.port();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(url).expect("uri").connect_lazy();
     wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
-    Catalog { config, metrics_port, channel, stop: Some(stop) }
+    Catalog { config, metrics_port, port, channel, stop: Some(stop) }
 }
 
 /// command-svc publishing to a fresh exchange, and a catalog consuming it.

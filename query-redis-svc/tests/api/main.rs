@@ -3,6 +3,7 @@
 
 mod delivery;
 mod helpers;
+mod outage;
 mod queries;
 mod rebuild;
 mod telemetry;
