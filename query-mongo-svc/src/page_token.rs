@@ -14,7 +14,7 @@ fn encode(kind: &str, millis: i64, id: &str) -> String {
 }
 
 fn decode<'a>(kind: &str, token: &'a str, buffer: &'a mut String) -> Option<(i64, &'a str)> {
-    if token.len() % 2 != 0 || token.len() > 512 {
+    if !token.len().is_multiple_of(2) || token.len() > 512 {
         return None;
     }
     let bytes = (0..token.len())

@@ -6,3 +6,4 @@ mod courses;
 mod helpers;
 mod people;
 mod projection;
+mod service;
