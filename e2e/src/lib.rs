@@ -1,0 +1,1 @@
+//! Holds only the end-to-end tests in `tests/mesh`.

@@ -1,0 +1,321 @@
+//! Both read models, fed by one command-svc, agree with each other and with the event store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use course_domain::Event;
+use course_proto::v1::{self, course_command_service_client::CourseCommandServiceClient};
+use futures::StreamExt;
+use platform::auth::AuthArgs;
+use platform::telemetry::LogFormat;
+use projection::fold::{CourseSummary, apply};
+use testkit::{ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+async fn start_redis(command: &testkit::CommandSvc, exchange: &str) -> Channel {
+    let config = query_redis_svc::config::Config {
+        redis_url: std::env::var("TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        redis_key_prefix: format!("{}:", unique("e2e")),
+        rabbitmq_url: testkit::rabbitmq_url(),
+        rabbitmq_exchange: exchange.to_owned(),
+        queue_name: unique("e2e.catalog"),
+        delivery_limit: 5,
+        prefetch: 64,
+        event_store_url: command.url.clone(),
+        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        auth: AuthArgs::hs256(testkit::SECRET),
+        log_format: LogFormat::Text,
+        read_your_writes_timeout_ms: 30_000,
+        rebuild_on_start: false,
+    };
+    let app = query_redis_svc::Application::build(config).await.expect("redis service");
+    let channel = channel(app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    channel
+}
+
+async fn start_mongo(command: &testkit::CommandSvc, exchange: &str) -> Channel {
+    // Defaults as if started without flags, then this test's own names.
+    let mut config =
+        <query_mongo_svc::config::Config as clap::Parser>::parse_from(["query-mongo-svc"]);
+    config.mongodb_uri =
+        std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
+    config.mongodb_database = format!("e2e_{}", Uuid::new_v4().simple());
+    config.rabbitmq_exchange = exchange.to_owned();
+    config.rabbitmq_url = testkit::rabbitmq_url();
+    config.queue_name = unique("e2e.courses");
+    config.event_store_url = command.url.clone();
+    config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
+    config.auth = AuthArgs::hs256(testkit::SECRET);
+    config.read_your_writes_timeout_ms = 30_000;
+    let app = query_mongo_svc::Application::build(config).await.expect("mongo service");
+    let channel = channel(app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
+    channel
+}
+
+fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy()
+}
+
+/// A mixed run: `total` commands from 8 concurrent workers over a pool of courses; rule
+/// refusals are part of the mix.
+async fn mixed_run(
+    commands: CourseCommandServiceClient<Channel>,
+    total: usize,
+) -> (Vec<String>, usize) {
+    let instructor = Uuid::now_v7();
+    let users: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
+    let courses = Arc::new(Mutex::new(Vec::<String>::new()));
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ok = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..8).map(|worker| {
+        let mut c = commands.clone();
+        let courses = courses.clone();
+        let issued = issued.clone();
+        let ok = ok.clone();
+        let users = users.clone();
+        tokio::spawn(async move {
+            let mut step = worker;
+            while issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
+                step += 7;
+                let known = courses.lock().await.clone();
+                let pick =
+                    |n: usize| known.get(n % known.len().max(1)).cloned().unwrap_or_default();
+                let user = users[step % users.len()];
+                let id = pick(step / 3);
+                let result = match (known.len() < 25, step % 11) {
+                    (true, _) | (_, 0) => {
+                        let request = v1::CreateCourseRequest {
+                            title: format!("Course {step}"),
+                            description: format!("Learn topic {step}"),
+                            category: ["Programming", "Design", "Data"][step % 3].into(),
+                            max_participants: [0, 5, 20][step % 3],
+                            ..Default::default()
+                        };
+                        match c.create_course(as_user(instructor, request)).await {
+                            Ok(r) => {
+                                courses.lock().await.push(r.into_inner().course_id);
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    (_, 1) => c
+                        .present_course(as_user(
+                            instructor,
+                            v1::PresentCourseRequest { course_id: id, ..Default::default() },
+                        ))
+                        .await
+                        .map(drop),
+                    (_, 2) => c
+                        .activate_course(as_user(
+                            instructor,
+                            v1::ActivateCourseRequest { course_id: id, ..Default::default() },
+                        ))
+                        .await
+                        .map(drop),
+                    (_, 3) if step % 5 == 0 => c
+                        .complete_course(as_user(
+                            instructor,
+                            v1::CompleteCourseRequest { course_id: id, ..Default::default() },
+                        ))
+                        .await
+                        .map(drop),
+                    (_, 4) => c
+                        .add_section(as_user(
+                            instructor,
+                            v1::AddSectionRequest {
+                                course_id: id,
+                                title: format!("Part {step}"),
+                                video_url: format!("https://v.example/{step}"),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map(drop),
+                    (_, 5) => c
+                        .leave_course(as_user(
+                            user,
+                            v1::LeaveCourseRequest { course_id: id, ..Default::default() },
+                        ))
+                        .await
+                        .map(drop),
+                    (_, 6) => c
+                        .comment_course(as_user(
+                            user,
+                            v1::CommentCourseRequest {
+                                course_id: id,
+                                text: format!("Comment {step}"),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map(drop),
+                    (_, 7) => c
+                        .change_course_title(as_user(
+                            instructor,
+                            v1::ChangeCourseTitleRequest {
+                                course_id: id,
+                                title: format!("Renamed {step}"),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map(drop),
+                    _ => c
+                        .join_course(as_user(
+                            user,
+                            v1::JoinCourseRequest { course_id: id, ..Default::default() },
+                        ))
+                        .await
+                        .map(drop),
+                };
+                match result {
+                    Ok(()) => {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(status) => assert!(
+                        matches!(
+                            status.code(),
+                            tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied
+                        ),
+                        "only rule refusals are expected: {status:?}"
+                    ),
+                }
+            }
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker.expect("worker");
+    }
+    let courses = courses.lock().await.clone();
+    (courses, ok.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// What the event store says each course is.
+async fn expected(
+    command: &testkit::CommandSvc,
+    course: &str,
+) -> (CourseSummary, BTreeSet<String>) {
+    let mut stream = command
+        .event_store()
+        .read_stream(v1::ReadStreamRequest {
+            course_id: course.to_owned(),
+            from_version: 0,
+            max_count: 0,
+        })
+        .await
+        .expect("read stream")
+        .into_inner();
+    let mut summary: Option<CourseSummary> = None;
+    let mut participants = BTreeSet::new();
+    while let Some(item) = stream.next().await {
+        let envelope = item.expect("event").event.expect("envelope");
+        let mut stored = projection::from_envelope(&envelope).expect("decodes");
+        stored.global_position = stored.global_position.max(1);
+        match &stored.event {
+            Event::UserJoinedCourse { user_id } => {
+                participants.insert(user_id.to_string());
+            }
+            Event::UserLeftCourse { user_id } => {
+                participants.remove(&user_id.to_string());
+            }
+            _ => {}
+        }
+        summary = Some(apply(summary.as_ref(), &stored).expect("folds").0);
+    }
+    (summary.expect("course exists"), participants)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_read_models_agree_with_the_event_store_after_a_thousand_mixed_commands() {
+    let exchange = unique("e2e.events");
+    let command = spawn_command_svc(&exchange).await;
+    let redis = start_redis(&command, &exchange).await;
+    let mongo = start_mongo(&command, &exchange).await;
+    let (courses, succeeded) = mixed_run(command.commands(), 1_000).await;
+    assert!(succeeded >= 400, "a good share of the mix succeeds ({succeeded} of 1000)");
+
+    let mut catalog = v1::catalog_query_service_client::CatalogQueryServiceClient::new(redis);
+    let mut documents = v1::course_query_service_client::CourseQueryServiceClient::new(mongo);
+    let mut statuses: HashMap<i32, usize> = HashMap::new();
+    for id in &courses {
+        let (want, members) = expected(&command, id).await;
+        let summary = catalog
+            .get_course(v1::GetCourseRequest {
+                course_id: id.clone(),
+                min_version: Some(want.version),
+            })
+            .await
+            .expect("redis caught up")
+            .into_inner()
+            .course
+            .expect("course");
+        let details = tokio::time::timeout(
+            Duration::from_secs(60),
+            documents.get_course_details(v1::GetCourseDetailsRequest {
+                course_id: id.clone(),
+                min_version: Some(want.version),
+            }),
+        )
+        .await
+        .expect("in time")
+        .expect("mongo caught up")
+        .into_inner()
+        .course
+        .expect("course");
+        let status = v1::CourseStatus::from(want.status) as i32;
+        *statuses.entry(status).or_default() += 1;
+        assert_eq!(
+            (summary.version, summary.title.as_str(), summary.description.as_str(), summary.status),
+            (want.version, want.title.as_str(), want.description.as_str(), status),
+            "redis, course {id}"
+        );
+        assert_eq!(
+            (summary.participant_count, summary.section_count, summary.comment_count),
+            (want.participant_count, want.section_count, want.comment_count),
+            "redis counts, course {id}"
+        );
+        assert_eq!(
+            (details.version, details.title.as_str(), details.description.as_str(), details.status),
+            (want.version, want.title.as_str(), want.description.as_str(), status),
+            "mongo, course {id}"
+        );
+        assert_eq!(
+            (details.participant_count, details.sections.len() as u32, details.comment_count),
+            (want.participant_count, want.section_count, want.comment_count),
+            "mongo counts, course {id}"
+        );
+        let mongo_members: BTreeSet<String> =
+            details.participants.iter().map(|p| p.user_id.clone()).collect();
+        assert_eq!(mongo_members, members, "mongo participants, course {id}");
+        let redis_members: BTreeSet<String> = catalog
+            .list_course_participants(v1::ListCourseParticipantsRequest {
+                course_id: id.clone(),
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("participants")
+            .into_inner()
+            .participants
+            .into_iter()
+            .map(|p| p.user_id)
+            .collect();
+        assert_eq!(redis_members, members, "redis participants, course {id}");
+    }
+    let stats = documents
+        .get_platform_stats(v1::GetPlatformStatsRequest::default())
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.total_courses as usize, courses.len());
+}
