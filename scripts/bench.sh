@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make bench`: release builds of command-svc, query-redis-svc and the bench tool, a private
+# mesh on free ports (own database, exchange, queues, key prefix), then bench/ against it.
+#   BENCH_ARGS="--clients 64 --seconds 20" make bench
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+: "${AUTH_JWT_SECRET:?}"
+admin="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+scripts/install-grpcurl.sh >/dev/null
+
+cargo build --release -p command-svc -p query-redis-svc -p bench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+db="bench_$$"
+export RUN_DIR="$root/target/bench-mesh" BIN_DIR="$root/target/release" QUIET=1
+export DATABASE_URL="${admin%/*}/$db" RABBITMQ_EXCHANGE="bench.events.$$" QUEUE_PREFIX="bench.$$."
+export REDIS_KEY_PREFIX="bench$$:" MONGODB_DATABASE="bench_$$" RUST_LOG=warn
+export COMMAND_ADDR="127.0.0.1:$(free_port)" REDIS_QUERY_ADDR="127.0.0.1:$(free_port)" MONGO_QUERY_ADDR="127.0.0.1:$(free_port)"
+export METRICS_LISTEN="127.0.0.1:0"
+cleanup() {
+  scripts/mesh.sh stop >/dev/null || true
+  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+}
+trap cleanup EXIT
+scripts/mesh.sh start
+
+# shellcheck disable=SC2086
+target/release/bench --command "http://$COMMAND_ADDR" --catalog "http://$REDIS_QUERY_ADDR" \
+  --exchange "$RABBITMQ_EXCHANGE" ${BENCH_ARGS:-}
