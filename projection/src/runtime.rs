@@ -203,10 +203,13 @@ async fn report_health<M: ReadModel>(
     let mut last = None;
     loop {
         let snapshot = projector.progress().snapshot();
-        let has_data = matches!(projector.model().generations().await, Ok(g) if g.active != 0);
-        let serving = snapshot.consuming
-            && has_data
-            && !(snapshot.rebuilding && !has_complete(&projector).await);
+        // While the very first build runs there is nothing complete to serve; a rebuild into
+        // a new generation keeps the old one served.
+        let generations = projector.model().generations().await.ok();
+        let has_data = generations.is_some_and(|g| g.active != 0);
+        let old_generation_served = generations.is_some_and(|g| g.building.is_some());
+        let serving =
+            snapshot.consuming && has_data && (!snapshot.rebuilding || old_generation_served);
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         if last != Some(status) {
             for name in names {
@@ -230,12 +233,6 @@ async fn report_health<M: ReadModel>(
             }
         }
     }
-}
-
-/// True when readers have a complete generation: a rebuild into a *new* generation keeps the
-/// old one served, but the very first build has nothing complete yet.
-async fn has_complete<M: ReadModel>(projector: &Projector<M>) -> bool {
-    matches!(projector.model().generations().await, Ok(g) if g.building.is_some())
 }
 
 /// `course.v1.ProjectionAdminService`.

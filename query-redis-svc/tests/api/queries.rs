@@ -118,10 +118,8 @@ async fn every_use_case_shows_up_in_every_catalog_rpc() {
         .await
         .expect("by status")
         .into_inner();
-    assert_eq!(
-        active_list.courses.iter().map(|c| c.course_id.clone()).collect::<Vec<_>>(),
-        [id.clone()]
-    );
+    let active_ids: Vec<&str> = active_list.courses.iter().map(|c| c.course_id.as_str()).collect();
+    assert_eq!(active_ids, [id.as_str()]);
     let by_instructor = q
         .list_courses(v1::ListCoursesRequest {
             instructor_id: Some(instructor.to_string()),
