@@ -91,6 +91,7 @@ async fn a_course_document_shows_every_detail_with_sections_in_order() {
         ),
         (comment_id.as_str(), alice.to_string().as_str(), "Great start")
     );
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -106,6 +107,7 @@ async fn an_unknown_course_is_not_found_and_a_malformed_id_is_invalid() {
     assert_eq!(violated_fields(&status), vec!["course_id"]);
     let comments = v1::ListCourseCommentsRequest { course_id: unknown, ..Default::default() };
     assert_code(client.list_course_comments(comments).await, Code::NotFound);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -128,6 +130,8 @@ async fn a_version_the_read_model_does_not_reach_in_time_is_unavailable() {
         Code::Unavailable,
     );
     assert!(status.message().contains("behind"), "{}", status.message());
+    query.finish().await;
+    command.stop().await;
 }
 
 /// Three courses with distinct words; returns their ids (oldest first) and the last position.
@@ -173,6 +177,7 @@ async fn search_matches_every_word_case_insensitively_in_title_description_or_ca
     assert_eq!(found.len(), 3);
     assert!(found.iter().all(|c| c.sections.is_empty() && c.participants.is_empty()));
     assert_eq!(found[2].status, CourseStatus::Active as i32);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -219,6 +224,7 @@ async fn search_filters_by_status_instructor_and_category() {
     )
     .await;
     assert_eq!(ids(&found), vec![courses[2].as_str()]);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -261,6 +267,7 @@ async fn search_pages_newest_first_with_a_stable_cursor() {
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
     assert_eq!(pages, 3);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -290,6 +297,7 @@ async fn search_text_is_never_a_pattern_or_an_operator() {
         let (found, _) = search_all(&env.query, search(query)).await;
         assert_eq!(ids(&found), expected, "query {query:?}");
     }
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -327,6 +335,7 @@ async fn malformed_search_requests_name_every_bad_field() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), vec!["course_id", "page_size", "page_token"]);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -359,4 +368,5 @@ async fn comments_are_listed_newest_first_page_by_page() {
     posted.reverse();
     assert_eq!(listed, posted);
     assert_eq!(details(&env.query, &id, version).await.comment_count, 5);
+    env.finish().await;
 }

@@ -82,6 +82,32 @@ impl QueryApp {
             task.await.expect("query task").expect("query-mongo-svc ran cleanly");
         }
     }
+
+    /// Stops cleanly, then removes what the test created: its queues, exchanges and Mongo
+    /// database (replicas sharing them may each call this).
+    pub async fn finish(self) {
+        let setup = self.setup.clone();
+        let database = self.model.database().clone();
+        self.stop().await;
+        let _ = database.drop().await;
+        let Ok(pool) = messaging::pool(&testkit::rabbitmq_url(), 1) else { return };
+        let Ok(connection) = pool.get().await else { return };
+        for queue in [setup.queue.clone(), format!("{}.dlq", setup.queue)] {
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+            }
+        }
+        let mut exchanges =
+            vec![format!("{}.dlx", setup.queue), format!("{}.progress", setup.queue)];
+        if setup.exchange.starts_with("test.private.") {
+            exchanges.push(setup.exchange.clone());
+        }
+        for exchange in exchanges {
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+            }
+        }
+    }
 }
 
 impl Drop for QueryApp {
@@ -126,6 +152,14 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
 pub struct TestEnv {
     pub command: CommandSvc,
     pub query: QueryApp,
+}
+
+impl TestEnv {
+    /// Stops both services and removes the query service's queues and database.
+    pub async fn finish(self) {
+        self.query.finish().await;
+        self.command.stop().await;
+    }
 }
 
 pub async fn spawn_env() -> TestEnv {

@@ -66,6 +66,7 @@ async fn a_user_sees_the_courses_they_are_in_with_status_and_join_time() {
         .expect("enrolments")
         .into_inner();
     assert!(empty.enrollments.is_empty());
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -102,6 +103,7 @@ async fn enrolments_are_private_to_their_user_and_need_a_valid_token() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), vec!["user_id"]);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -154,6 +156,7 @@ async fn platform_stats_match_the_data() {
     assert_eq!(by_category, vec![("Programming", 4), ("Cooking", 1)]);
     assert_eq!(stats.total_participants, 2 + 3 + 1);
     assert_eq!(stats.total_comments, 3);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -172,4 +175,5 @@ async fn a_client_that_joins_then_reads_with_min_version_always_sees_itself() {
             "attempt {attempt}: the joiner is missing"
         );
     }
+    env.finish().await;
 }

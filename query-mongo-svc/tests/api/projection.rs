@@ -12,6 +12,7 @@ use futures::future::join_all;
 use messaging::lapin::BasicProperties;
 use messaging::lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use messaging::lapin::types::FieldTable;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -85,6 +86,7 @@ async fn duplicated_and_reversed_deliveries_leave_the_state_of_one_in_order_deli
     assert_eq!(details(&env.query, &id, last).await, shuffled);
     assert_eq!(comments_all(&env.query, &id, 10, last).await.0, shuffled_comments);
     assert_eq!(stats(&env.query, position).await.total_comments, 1);
+    env.finish().await;
 }
 
 #[tokio::test]
@@ -132,13 +134,16 @@ async fn a_poison_message_is_dead_lettered_and_the_next_event_still_applies() {
         .expect("stream open")
         .expect("delivery");
     assert_eq!(delivery.data, garbage);
+    env.finish().await;
 }
 
 /// Commands on `courses` until `stop`: joins by new users and comments by them.
+/// `sent` counts the (join, comment) pairs committed so far.
 fn keep_commanding(
     command: &testkit::CommandSvc,
     courses: Vec<String>,
     stop: Arc<AtomicBool>,
+    sent_tx: watch::Sender<usize>,
 ) -> tokio::task::JoinHandle<usize> {
     let client = command.commands();
     tokio::spawn(async move {
@@ -166,9 +171,18 @@ fn keep_commanding(
                 .await
                 .expect("comment during the rebuild");
             sent += 1;
+            sent_tx.send_replace(sent);
         }
         sent
     })
+}
+
+/// Waits until at least three more command pairs than `from` are committed.
+async fn keep_flowing(sent: &mut watch::Receiver<usize>, from: usize) {
+    tokio::time::timeout(Duration::from_secs(30), sent.wait_for(|n| *n >= from + 3))
+        .await
+        .expect("commands keep flowing")
+        .expect("traffic running");
 }
 
 /// Active courses with some participants and comments; returns their ids.
@@ -202,9 +216,14 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
     let rebuilt = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
     let mut courses = busy_courses(&command, 6).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let traffic = keep_commanding(&command, courses.clone(), stop.clone());
+    let (sent_tx, mut sent_rx) = watch::channel(0usize);
+    let traffic = keep_commanding(&command, courses.clone(), stop.clone(), sent_tx);
+    // Commands keep committing while each rebuild replays: wait for a few more after the
+    // request before letting the test look at the switch.
+    keep_flowing(&mut sent_rx, 0).await;
 
     // A rebuild into a new generation while the old one is served...
+    let before = *sent_rx.borrow();
     let generation = rebuilt
         .admin()
         .rebuild_read_model(v1::RebuildReadModelRequest::default())
@@ -213,9 +232,11 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
         .into_inner()
         .generation;
     assert_eq!(generation, 2);
+    keep_flowing(&mut sent_rx, before).await;
     wait_for_switch(&rebuilt, generation).await;
     // ...and one from nothing, after flushing the read model.
     rebuilt.model.database().drop().await.expect("flush");
+    let before = *sent_rx.borrow();
     let generation = rebuilt
         .admin()
         .rebuild_read_model(v1::RebuildReadModelRequest::default())
@@ -224,6 +245,7 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
         .into_inner()
         .generation;
     assert_eq!(generation, 1);
+    keep_flowing(&mut sent_rx, before).await;
     wait_for_switch(&rebuilt, generation).await;
 
     stop.store(true, Ordering::Relaxed);
@@ -236,6 +258,9 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
     assert_eq!(expected.stats.total_comments as usize, sent);
     assert_eq!(actual, expected);
     assert_eq!(status(&rebuilt).await.applied_position, position);
+    live.finish().await;
+    rebuilt.finish().await;
+    command.stop().await;
 }
 
 #[tokio::test]
@@ -308,4 +333,8 @@ async fn two_replicas_on_one_queue_stay_exact() {
     let (a, b) = (status(&first).await, status(&second).await);
     assert!(a.received_position > 0 && b.received_position > 0, "{a:?} {b:?}");
     assert_eq!((a.applied_position, b.applied_position), (position, position));
+    first.finish().await;
+    second.finish().await;
+    reference.finish().await;
+    command.stop().await;
 }

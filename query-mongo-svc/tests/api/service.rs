@@ -38,6 +38,7 @@ async fn reflection_lists_the_query_and_admin_services() {
     ] {
         assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
     }
+    env.finish().await;
 }
 
 #[tokio::test]
