@@ -25,6 +25,15 @@ pub fn mongo_uri() -> String {
     std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_owned())
 }
 
+/// `host:port` of the test MongoDB.
+pub async fn mongo_addr() -> std::net::SocketAddr {
+    let uri = mongo_uri();
+    let hosts = uri.trim_start_matches("mongodb://");
+    let host = hosts.split(['/', '?', ',']).next().unwrap_or(hosts);
+    let host = host.rsplit('@').next().unwrap_or(host);
+    tokio::net::lookup_host(host).await.expect("resolve").next().expect("an address")
+}
+
 /// A database name of its own for one test.
 pub fn fresh_database() -> String {
     format!("qm_test_{}", Uuid::new_v4().simple())
@@ -36,6 +45,7 @@ pub struct QuerySetup {
     pub exchange: String,
     pub queue: String,
     pub database: String,
+    pub mongodb_uri: String,
     pub read_your_writes_timeout_ms: u64,
 }
 
@@ -46,6 +56,7 @@ impl QuerySetup {
             exchange: exchange.to_owned(),
             queue: unique("query-mongo"),
             database: fresh_database(),
+            mongodb_uri: mongo_uri(),
             read_your_writes_timeout_ms: 10_000,
         }
     }
@@ -122,7 +133,7 @@ impl Drop for QueryApp {
 /// generation built).
 pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
     let config = Config {
-        mongodb_uri: mongo_uri(),
+        mongodb_uri: setup.mongodb_uri.clone(),
         mongodb_database: setup.database.clone(),
         rabbitmq_url: testkit::rabbitmq_url(),
         rabbitmq_exchange: setup.exchange.clone(),

@@ -11,6 +11,11 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
+use course_proto::v1;
+use testkit::{TcpProxy, unique, wait_for_health};
+use tonic::Code;
+use uuid::Uuid;
+
 use crate::helpers::*;
 
 #[tokio::test]
@@ -69,4 +74,54 @@ async fn stopping_reports_not_serving_then_exits_cleanly() {
         .await
         .expect("stopped in time")
         .expect("stop task");
+}
+
+#[tokio::test]
+async fn while_mongodb_is_unreachable_reads_are_unavailable_and_events_wait_for_it() {
+    let exchange = unique("test.events");
+    let command = testkit::spawn_command_svc(&exchange).await;
+    let proxy = TcpProxy::start(mongo_addr().await).await;
+    let mut setup = QuerySetup::on(&exchange);
+    setup.mongodb_uri =
+        format!("mongodb://{}/?serverSelectionTimeoutMS=1000&connectTimeoutMS=1000", proxy.addr);
+    setup.read_your_writes_timeout_ms = 30_000;
+    let query = spawn_query(&command.url, setup).await;
+    let instructor = Uuid::now_v7();
+    let id = create(&command, instructor, "Before the outage", "Ops").await;
+    details(&query, &id, 1).await;
+
+    proxy.cut();
+    let status = assert_code(
+        query
+            .client()
+            .get_course_details(v1::GetCourseDetailsRequest {
+                course_id: id.clone(),
+                min_version: None,
+            })
+            .await,
+        Code::Unavailable,
+    );
+    assert!(!status.message().contains("127.0.0.1"), "no internal detail: {}", status.message());
+    wait_for_health(query.channel(), "", ServingStatus::NotServing).await;
+    // A command during the outage: the consumer holds the event until MongoDB is back.
+    let version = command
+        .commands()
+        .change_course_title(testkit::as_user(
+            instructor,
+            v1::ChangeCourseTitleRequest {
+                course_id: id.clone(),
+                title: "After the outage".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("title")
+        .into_inner()
+        .version;
+
+    proxy.restore();
+    wait_for_health(query.channel(), "", ServingStatus::Serving).await;
+    assert_eq!(details(&query, &id, version).await.title, "After the outage");
+    query.finish().await;
+    command.stop().await;
 }
