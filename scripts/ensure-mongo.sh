@@ -2,7 +2,8 @@
 # Makes sure something speaks the MongoDB wire protocol at 127.0.0.1:27017 (MONGO_PORT).
 # Idempotent: when a server (a real mongod, or one started earlier) already answers, it is left
 # alone. Otherwise the pinned nx-27017 server (MongoDB protocol over SQLite, from PyPI) is
-# installed into .tools/mongo and started in the background with its data in .tools/mongo/data.
+# installed into .tools/mongo/venv and started in the background; its data, log and pid file
+# are in .tools/mongo/<port>/.
 #
 # The launcher forces neosqlite's Python fallback path before serving: its fast SQL update path
 # stores a `$set` bool as 1 and a `$set` DateTime as a string, and ignores `$addToSet` on a
@@ -43,7 +44,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$requirements" ]; then
   echo "$requirements" >"$stamp"
 fi
 
-mkdir -p "$home/data"
+run="$home/$port"
+mkdir -p "$run/data"
 cat >"$home/launch.py" <<'PY'
 """Starts nx-27017 with neosqlite's update fast path turned off (see scripts/ensure-mongo.sh)."""
 import sys
@@ -57,15 +59,15 @@ from nx_27017.nx_27017 import main  # noqa: E402
 sys.exit(main())
 PY
 
-pidfile="$home/nx-27017.pid"
+pidfile="$run/nx-27017.pid"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   log "nx-27017 (pid $(cat "$pidfile")) is running but not answering yet; waiting"
 else
-  log "starting nx-27017 on 127.0.0.1:$port (data in .tools/mongo/data, log .tools/mongo/nx-27017.log)"
+  log "starting nx-27017 on 127.0.0.1:$port (data and log in .tools/mongo/$port)"
   # setsid: the server outlives the shell (and the make or CI step) that started it.
   setsid nohup "$venv/bin/python" "$home/launch.py" --host 127.0.0.1 -p "$port" \
-    --data-dir "$home/data" --log-file "$home/nx-27017.log" --pid-file "$pidfile" \
-    >"$home/nx-27017.out" 2>&1 </dev/null &
+    --data-dir "$run/data" --log-file "$run/nx-27017.log" --pid-file "$pidfile" \
+    >"$run/nx-27017.out" 2>&1 </dev/null &
 fi
 
 for _ in $(seq 1 300); do
@@ -75,6 +77,6 @@ for _ in $(seq 1 300); do
   fi
   sleep 0.1
 done
-log "nx-27017 did not come up; see .tools/mongo/nx-27017.log and .tools/mongo/nx-27017.out"
-tail -20 "$home/nx-27017.out" >&2 || true
+log "nx-27017 did not come up; see .tools/mongo/$port/nx-27017.log and nx-27017.out"
+tail -20 "$run/nx-27017.out" >&2 || true
 exit 1
