@@ -29,7 +29,8 @@ scripts/ensure-mongo.sh
 scripts/sdk-generate.sh
 # SDK_TEST_NO_BUILD=1 uses the binaries already in target/debug (while iterating on the SDKs).
 [ -n "${SDK_TEST_NO_BUILD:-}" ] || cargo build --workspace --bins
-[ -x target/debug/query-mongo-svc ] || log "WARNING: target/debug/query-mongo-svc is missing; the examples will fail at the query-mongo-svc step"
+[ -x "${BIN_DIR:-target/debug}/query-mongo-svc" ] \
+  || log "WARNING: query-mongo-svc is not built; mesh.sh skips it and every example will FAIL at its query-mongo-svc step"
 
 # Databases left by runs that were killed before their trap ran.
 psql "$admin" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'sdk\_test\_%'" | while read -r old; do
@@ -37,6 +38,7 @@ psql "$admin" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'sdk\_te
 done
 
 id="sdk_test_$$"
+failed=0
 run="$root/target/sdk-test/$id"
 mkdir -p "$run"
 export RUN_DIR="$run" QUIET=1
@@ -44,6 +46,8 @@ read -r p1 p2 p3 <<<"$(free_ports)"
 export COMMAND_ADDR="127.0.0.1:$p1" REDIS_QUERY_ADDR="127.0.0.1:$p2" MONGO_QUERY_ADDR="127.0.0.1:$p3"
 export DATABASE_URL="${admin%/*}/$id"
 export RABBITMQ_EXCHANGE="$id.events" QUEUE_PREFIX="$id." REDIS_KEY_PREFIX="$id:" MONGODB_DATABASE="$id"
+# Prometheus endpoints on ephemeral ports, so the private mesh never collides with `make run`.
+export METRICS_LISTEN="127.0.0.1:0"
 
 cleanup() {
   local status=$?
@@ -77,6 +81,8 @@ PY
   if [ -x "$root/.tools/mongo/venv/bin/python" ]; then
     "$root/.tools/mongo/venv/bin/python" -c 'import sys; from pymongo import MongoClient; MongoClient("127.0.0.1", 27017, serverSelectionTimeoutMS=2000).drop_database(sys.argv[1])' "$id" >/dev/null 2>&1
   fi
+  # The run's logs and outputs are kept only when something failed.
+  [ "$status" = 0 ] && [ "$failed" = 0 ] && rm -rf "$run"
   exit "$status"
 }
 trap cleanup EXIT
@@ -103,7 +109,7 @@ check() {
   ' <<<"$summary" >/dev/null 2>&1
 }
 
-passed=0 failed=0
+passed=0
 run_example() { # LANG command...
   local lang=$1; shift
   local out="$run/$lang.out"
