@@ -31,7 +31,7 @@ python_sdk() {
     --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" proto/course/v1/*.proto
   printf '"""Generated from proto/course (scripts/sdk-generate.sh). Do not edit."""\n' \
     | tee "$out/course/__init__.py" >"$out/course/v1/__init__.py"
-  log "python: $(ls "$out/course/v1" | wc -l) files in sdk/python/src/course/v1"
+  log "python: $(find "$out/course/v1" -name "*.py*" | wc -l) files in sdk/python/src/course/v1"
 }
 
 typescript_sdk() {

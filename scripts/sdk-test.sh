@@ -32,6 +32,14 @@ scripts/sdk-generate.sh
 [ -x "${BIN_DIR:-target/debug}/query-mongo-svc" ] \
   || log "WARNING: query-mongo-svc is not built; mesh.sh skips it and every example will FAIL at its query-mongo-svc step"
 
+# The Rust SDK is the course-proto crate: it must stay usable without any service crate. Its only
+# workspace dependency is course-domain (the pure aggregate, used for the conversions).
+local_crates="$(cargo tree -p course-proto -e normal --prefix none | grep -F " ($root/" | awk '{print $1}' | sort -u | tr '\n' ' ')"
+if [ "$local_crates" != "course-domain course-proto " ]; then
+  echo "course-proto must depend on no workspace crate but course-domain; it pulls in: $local_crates" >&2
+  exit 1
+fi
+
 # Databases left by runs that were killed before their trap ran.
 psql "$admin" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'sdk\_test\_%'" | while read -r old; do
   kill -0 "${old#sdk_test_}" 2>/dev/null || psql "$admin" -qc "DROP DATABASE IF EXISTS \"$old\" WITH (FORCE)" >/dev/null
