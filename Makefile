@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Development-only secret shared by the services and the token minting in the walkthrough.
 export AUTH_JWT_SECRET ?= dev-secret-change-me-0123456789
 
-.PHONY: help build run stop test test-rust walkthrough fmt lint bench services tools
+.PHONY: help build run stop test fmt lint bench services tools sdk proto-check proto-baseline k8s-validate
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -13,7 +13,7 @@ help: ## list targets
 build: ## build every service (debug)
 	cargo build --workspace --bins
 
-services: ## start (installing if missing) PostgreSQL, RabbitMQ, Redis
+services: ## start (installing if missing) PostgreSQL, RabbitMQ, Redis and the MongoDB-protocol test server
 	scripts/ensure-services.sh
 
 tools: ## install grpcurl and the Python test tools into .tools/
@@ -26,7 +26,7 @@ run: services tools build ## bring the whole mesh up in the background and print
 stop: ## stop what `make run` started
 	scripts/mesh.sh stop
 
-test: services tools ## run every test: unit, integration (real servers), grpcurl walkthrough
+test: services tools ## every test: unit, integration (real servers), walkthrough, contracts, SDKs, manifests
 	scripts/test.sh
 
 fmt: ## format the code
@@ -36,5 +36,17 @@ lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-bench: services ## load benchmarks against a local mesh (see bench/)
+bench: services ## release build, private mesh, then command/relay/read-your-writes figures (bench/)
 	scripts/bench.sh
+
+sdk: ## generate the Python and TypeScript client SDKs into sdk/ (see sdk/README.md)
+	scripts/sdk-generate.sh
+
+proto-check: ## buf lint + buf breaking against proto/baseline/course-v1.binpb
+	scripts/proto-check.sh
+
+proto-baseline: ## release an incompatible contract change on purpose: move the buf breaking baseline
+	scripts/proto-check.sh --update-baseline
+
+k8s-validate: ## render every Kustomize overlay and validate it (and compose, Dockerfile) offline
+	scripts/k8s-validate.sh
