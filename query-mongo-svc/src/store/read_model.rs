@@ -241,10 +241,11 @@ impl ReadModel for MongoReadModel {
                 continue;
             }
             if self.advance_watermark(generation, watermark, end).await? {
-                applied
-                    .delete_many(doc! { "_id": { "$lte": as_i64(end) } })
-                    .await
-                    .map_err(classify)?;
+                // Exactly the positions the watermark now covers (by equality: nx-27017
+                // compares `_id` ranges in deletes as strings, which would remove markers
+                // above the watermark too).
+                let covered: Vec<i64> = (watermark + 1..=end).map(as_i64).collect();
+                applied.delete_many(doc! { "_id": { "$in": covered } }).await.map_err(classify)?;
                 watermark = end;
                 if run.len() < ADVANCE_BATCH as usize {
                     return Ok(watermark);

@@ -94,29 +94,34 @@ impl QueryApp {
         }
     }
 
-    /// Stops cleanly, then removes what the test created: its queues, exchanges and Mongo
-    /// database (replicas sharing them may each call this).
+    /// Stops cleanly, then removes what the test created (see [`remove_resources`]).
     pub async fn finish(self) {
         let setup = self.setup.clone();
-        let database = self.model.database().clone();
         self.stop().await;
-        let _ = database.drop().await;
-        let Ok(pool) = messaging::pool(&testkit::rabbitmq_url(), 1) else { return };
-        let Ok(connection) = pool.get().await else { return };
-        for queue in [setup.queue.clone(), format!("{}.dlq", setup.queue)] {
-            if let Ok(channel) = connection.create_channel().await {
-                let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
-            }
+        remove_resources(&setup).await;
+    }
+}
+
+/// Removes a query service's queues, exchanges and Mongo database, once every replica using
+/// them has stopped.
+pub async fn remove_resources(setup: &QuerySetup) {
+    if let Ok(model) = MongoReadModel::connect(&setup.mongodb_uri, &setup.database).await {
+        let _ = model.database().drop().await;
+    }
+    let Ok(pool) = messaging::pool(&testkit::rabbitmq_url(), 1) else { return };
+    let Ok(connection) = pool.get().await else { return };
+    for queue in [setup.queue.clone(), format!("{}.dlq", setup.queue)] {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
         }
-        let mut exchanges =
-            vec![format!("{}.dlx", setup.queue), format!("{}.progress", setup.queue)];
-        if setup.exchange.starts_with("test.private.") {
-            exchanges.push(setup.exchange.clone());
-        }
-        for exchange in exchanges {
-            if let Ok(channel) = connection.create_channel().await {
-                let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
-            }
+    }
+    let mut exchanges = vec![format!("{}.dlx", setup.queue), format!("{}.progress", setup.queue)];
+    if setup.exchange.starts_with("test.private.") {
+        exchanges.push(setup.exchange.clone());
+    }
+    for exchange in exchanges {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
         }
     }
 }

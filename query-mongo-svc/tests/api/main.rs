@@ -7,3 +7,4 @@ mod helpers;
 mod people;
 mod projection;
 mod service;
+mod store;

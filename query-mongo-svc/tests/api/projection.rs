@@ -333,7 +333,7 @@ async fn two_replicas_on_one_queue_stay_exact() {
     let (a, b) = (status(&first).await, status(&second).await);
     assert!(a.received_position > 0 && b.received_position > 0, "{a:?} {b:?}");
     assert_eq!((a.applied_position, b.applied_position), (position, position));
-    first.finish().await;
+    first.stop().await;
     second.finish().await;
     reference.finish().await;
     command.stop().await;

@@ -58,6 +58,7 @@ async fn stopping_reports_not_serving_then_exits_cleanly() {
     let first = watch.next().await.expect("a status").expect("ok");
     assert_eq!(first.status, ServingStatus::Serving as i32);
 
+    let setup = env.query.setup.clone();
     let stopping = tokio::spawn(env.query.stop());
     let not_serving = async {
         while let Some(Ok(update)) = watch.next().await {
@@ -74,6 +75,8 @@ async fn stopping_reports_not_serving_then_exits_cleanly() {
         .await
         .expect("stopped in time")
         .expect("stop task");
+    remove_resources(&setup).await;
+    env.command.stop().await;
 }
 
 #[tokio::test]
