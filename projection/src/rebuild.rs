@@ -41,24 +41,45 @@ pub enum RebuildError {
     Project(#[from] ProjectError),
 }
 
-/// Reserves the next generation for a rebuild (step 1) and returns it. The first build of an
-/// empty read model makes generation 1 active right away (there is nothing older to serve).
+/// Reserves the next generation for a rebuild (step 1) and returns it. For an empty read model
+/// (the first build) the active generation is 0: readers get nothing until the switch.
 pub async fn begin<M: ReadModel>(model: &M) -> Result<(Generations, u32), RebuildError> {
+    begin_after(model, 0).await
+}
+
+/// [`begin`], with a generation number above `floor` (to take over an abandoned build without
+/// reusing its number, so that its owner's switch-over can no longer succeed).
+pub async fn begin_after<M: ReadModel>(
+    model: &M,
+    floor: u32,
+) -> Result<(Generations, u32), RebuildError> {
     let current = model.generations().await?;
     if let Some(building) = current.building {
         return Err(RebuildError::AlreadyRunning(building));
     }
-    let next = current.active + 1;
-    model.drop_generation(next).await?;
-    let marked = if current.active == 0 {
-        Generations { active: next, building: None }
-    } else {
-        Generations { active: current.active, building: Some(next) }
-    };
+    let next = current.active.max(floor) + 1;
+    let marked = Generations { active: current.active, building: Some(next) };
     if !model.swap_generations(current, marked).await? {
         return Err(RebuildError::Raced);
     }
+    // Only the winner of the swap clears what an abandoned earlier attempt may have left in
+    // `next`. Live writes that land in `next` before this are lost, but the replay that follows
+    // re-applies every event from position 0.
+    model.drop_generation(next).await?;
     Ok((marked, next))
+}
+
+/// Gives up a rebuild of `generation` that failed: readers stay on the active generation and
+/// the next [`begin`] may reuse the number (it clears the leftovers then, not now: a drop here
+/// could race with that next rebuild).
+pub async fn abandon<M: ReadModel>(model: &M, generation: u32) -> Result<(), RebuildError> {
+    let current = model.generations().await?;
+    if current.building == Some(generation) {
+        model
+            .swap_generations(current, Generations { active: current.active, building: None })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Runs steps 2-4 for a generation reserved with [`begin`].
@@ -69,14 +90,15 @@ pub async fn complete<M: ReadModel>(
     generation: u32,
 ) -> Result<(), RebuildError> {
     let model = projector.model();
-    let mut position = replay(projector, events.clone(), generation, 0).await?;
-    if marked.building == Some(generation) {
-        let switched = Generations { active: generation, building: None };
-        if !model.swap_generations(marked, switched).await? {
-            return Err(RebuildError::Raced);
-        }
-        position = replay(projector, events, generation, position).await?;
-        model.drop_generation(marked.active).await?;
+    let position = replay(projector, events.clone(), generation, 0).await?;
+    let switched = Generations { active: generation, building: None };
+    if !model.swap_generations(marked, switched).await? {
+        return Err(RebuildError::Raced);
+    }
+    let position = replay(projector, events, generation, position).await?;
+    // The old generation, and any abandoned attempt numbered in between.
+    for old in (marked.active..generation).filter(|g| *g != 0) {
+        model.drop_generation(old).await?;
     }
     tracing::info!(generation, position, "rebuild complete");
     Ok(())

@@ -148,16 +148,37 @@ async fn initial_build<M: ReadModel>(
     force: bool,
     stop: CancellationToken,
 ) {
+    let mut first = true;
     loop {
+        let take_over = std::mem::replace(&mut first, false);
         let result = async {
             let generations = projector.model().generations().await?;
             if generations.active != 0 && !force {
                 return Ok(());
             }
+            let mut floor = 0;
+            if take_over
+                && generations.active == 0
+                && let Some(building) = generations.building
+            {
+                // Nothing is served yet, so restarting an unfinished first build (its process
+                // may have died) loses nothing. The new attempt gets a higher number, so a
+                // build still running elsewhere cannot switch over and gives up.
+                tracing::warn!(
+                    generation = building,
+                    "an unfinished first build was found; restarting it"
+                );
+                rebuild::abandon(projector.model(), building).await?;
+                floor = building;
+            }
             projector.progress().set_rebuilding(true);
-            let (marked, generation) = rebuild::begin(projector.model()).await?;
+            let (marked, generation) = rebuild::begin_after(projector.model(), floor).await?;
             tracing::info!(generation, "building the read model from the event store");
-            rebuild::complete(&projector, events.clone(), marked, generation).await
+            let result = rebuild::complete(&projector, events.clone(), marked, generation).await;
+            if result.is_err() {
+                let _ = rebuild::abandon(projector.model(), generation).await;
+            }
+            result
         };
         let result: Result<(), RebuildError> = tokio::select! {
             result = result => result,
@@ -172,19 +193,6 @@ async fn initial_build<M: ReadModel>(
             }
             Err(err) => {
                 tracing::warn!(error = %err, "initial build failed; retrying");
-                // A half-built generation is restarted from scratch by the next attempt.
-                if let Ok(g) = projector.model().generations().await
-                    && let Some(building) = g.building
-                {
-                    let _ = projector
-                        .model()
-                        .swap_generations(
-                            g,
-                            crate::read_model::Generations { active: g.active, building: None },
-                        )
-                        .await;
-                    let _ = projector.model().drop_generation(building).await;
-                }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
                     () = stop.cancelled() => return,
@@ -288,18 +296,7 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
             let result = rebuild::complete(&projector, events, marked, generation).await;
             if let Err(err) = &result {
                 tracing::error!(error = %err, generation, "rebuild failed; the previous generation stays active");
-                if let Ok(g) = projector.model().generations().await
-                    && g.building == Some(generation)
-                {
-                    let _ = projector
-                        .model()
-                        .swap_generations(
-                            g,
-                            crate::read_model::Generations { active: g.active, building: None },
-                        )
-                        .await;
-                    let _ = projector.model().drop_generation(generation).await;
-                }
+                let _ = rebuild::abandon(projector.model(), generation).await;
             }
             progress.set_rebuilding(false);
             result

@@ -43,6 +43,9 @@ pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50053")]
     pub grpc_listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`).
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9092")]
+    pub metrics_listen: SocketAddr,
     /// How bearer tokens are verified (AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE).
     #[command(flatten)]
     pub auth: AuthArgs,

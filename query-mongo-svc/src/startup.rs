@@ -28,6 +28,7 @@ pub struct Application {
     model: MongoReadModel,
     auth: Authenticator,
     runtime: Runtime<MongoReadModel>,
+    metrics: TcpListener,
 }
 
 impl Application {
@@ -54,12 +55,21 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-        Ok(Self { listener, config, model, auth, runtime })
+        let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
+            format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
+        })?;
+        platform::metrics::recorder();
+        Ok(Self { listener, config, model, auth, runtime, metrics })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The port of the metrics endpoint.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
     /// The read model's storage.
@@ -70,11 +80,12 @@ impl Application {
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls and
     /// stops the consumer (the message in hand is finished and acknowledged).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, config, model, auth, mut runtime } = self;
+        let Self { listener, config, model, auth, mut runtime, metrics } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
         runtime.start(health.clone(), HEALTH_NAMES);
         let prepare = tokio::spawn(prepare(model.clone(), runtime.stop_token()));
+        let metrics = tokio::spawn(platform::metrics::serve(metrics, runtime.stop_token()));
 
         let api = CourseQueryApi::new(
             model,
@@ -88,15 +99,19 @@ impl Application {
         tracing::info!(%addr, database = %config.mongodb_database, queue = %config.queue_name, "query-mongo-svc listening");
         let drain = {
             let health = health.clone();
+            let stop = runtime.stop_token();
             async move {
                 shutdown.await;
+                // Stop consuming first (the message in hand is finished and acknowledged).
+                stop.cancel();
                 set_health(&health, ServingStatus::NotServing).await;
                 tracing::info!("draining in-flight calls");
             }
         };
         let served = Server::builder()
             .concurrency_limit_per_connection(256)
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .trace_fn(platform::grpc::request_span)
+            .layer(platform::metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -107,6 +122,7 @@ impl Application {
             .context("gRPC server failed");
         runtime.shutdown().await;
         let _ = prepare.await;
+        let _ = metrics.await;
         tracing::info!("query-mongo-svc stopped");
         served
     }

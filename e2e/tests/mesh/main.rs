@@ -52,6 +52,7 @@ async fn start_mongo(command: &testkit::CommandSvc, exchange: &str) -> Channel {
     config.queue_name = unique("e2e.courses");
     config.event_store_url = command.url.clone();
     config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
+    config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
     config.auth = AuthArgs::hs256(testkit::SECRET);
     config.read_your_writes_timeout_ms = 30_000;
     let app = query_mongo_svc::Application::build(config).await.expect("mongo service");

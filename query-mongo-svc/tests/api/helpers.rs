@@ -151,6 +151,7 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
         prefetch: 64,
         read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
         rebuild_on_start: false,
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     };
     let app = Application::build(config).await.expect("query-mongo-svc builds");
     let model = app.model().clone();
