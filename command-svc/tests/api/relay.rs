@@ -148,7 +148,7 @@ async fn a_killed_process_publishes_its_backlog_after_restart() {
     let app = process.client();
     let courses = traffic(&[&app], 5, 90).await; // 100 commands
     assert_eq!(courses.len(), 5);
-    process.kill(); // SIGKILL: no drain, no goodbye
+    process.kill().await; // SIGKILL: no drain, no goodbye
 
     broker.restore();
     let process = Process::start(&database, &through_proxy(&broker), &exchange).await;
@@ -251,6 +251,7 @@ impl Process {
             .env("AUTH_JWT_SECRET", SECRET)
             .env("RABBITMQ_URL", rabbitmq_url)
             .env("RABBITMQ_EXCHANGE", exchange)
+            .env("METRICS_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
             .spawn()
@@ -266,8 +267,9 @@ impl Process {
         connect(&format!("127.0.0.1:{}", self.port), self.config.clone())
     }
 
-    fn kill(&mut self) {
+    async fn kill(&mut self) {
         self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("killed");
     }
 }
 
