@@ -9,6 +9,7 @@
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
 
+mod args;
 pub mod consumer;
 mod decode;
 pub mod fold;
@@ -18,6 +19,7 @@ mod read_model;
 pub mod rebuild;
 pub mod wait;
 
+pub use args::ProjectionArgs;
 pub use decode::{DecodeError, decode_body, from_envelope};
 pub use progress::{Applied, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};

@@ -1,11 +1,11 @@
 //! Command-line and environment configuration.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
 use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
+use projection::ProjectionArgs;
 
 /// Course documents, search and statistics from the MongoDB read model.
 #[derive(Debug, Clone, Parser)]
@@ -22,24 +22,10 @@ pub struct Config {
     /// Database that holds the read model.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "course_read")]
     pub mongodb_database: String,
-    /// RabbitMQ URL the events are consumed from.
-    #[arg(
-        long,
-        env = "RABBITMQ_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub rabbitmq_url: String,
-    /// Durable topic exchange command-svc publishes the events to.
-    #[arg(long, env = "RABBITMQ_EXCHANGE", default_value = "course.events")]
-    pub rabbitmq_exchange: String,
     /// This read model's durable queue, shared by its replicas (dead letters go to
     /// `<queue>.dlq`).
     #[arg(long, env = "QUEUE_NAME", default_value = "query-mongo.course-events")]
     pub queue_name: String,
-    /// command-svc's gRPC address, read to fill version gaps and to rebuild.
-    #[arg(long, env = "EVENT_STORE_URL", default_value = "http://127.0.0.1:50051")]
-    pub event_store_url: String,
     /// Address the gRPC server listens on.
     #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50053")]
     pub grpc_listen: SocketAddr,
@@ -52,31 +38,15 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Deliveries of a failing message before it is dead-lettered.
-    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub delivery_limit: u32,
-    /// Unacknowledged messages in flight per consumer.
-    #[arg(long, env = "PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
-    pub prefetch: u16,
-    /// Longest a read with `min_version`/`min_position` waits for the read model to catch up
-    /// (milliseconds) before answering UNAVAILABLE.
-    #[arg(long, env = "READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub read_your_writes_timeout_ms: u64,
-    /// Rebuild the read model from the event store into a fresh generation at start-up, even
-    /// when data exists (the current data stays served meanwhile).
-    #[arg(long, env = "REBUILD_ON_START")]
-    pub rebuild_on_start: bool,
-}
-
-impl Config {
-    /// The bounded read-your-writes wait.
-    pub fn read_your_writes_timeout(&self) -> Duration {
-        Duration::from_millis(self.read_your_writes_timeout_ms)
-    }
+    /// Where the events come from and how they are consumed.
+    #[command(flatten)]
+    pub projection: ProjectionArgs,
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::CommandFactory;
 
     use super::*;
@@ -110,11 +80,11 @@ mod tests {
         assert_eq!(config.mongodb_database, "course_read");
         assert_eq!(config.queue_name, "query-mongo.course-events");
         assert_eq!(config.grpc_listen.port(), 50053);
-        assert_eq!((config.delivery_limit, config.prefetch), (5, 64));
-        assert_eq!(config.read_your_writes_timeout(), Duration::from_secs(2));
-        assert!(!config.rebuild_on_start);
+        assert_eq!((config.projection.delivery_limit, config.projection.prefetch), (5, 64));
+        assert_eq!(config.projection.read_your_writes_timeout(), Duration::from_secs(2));
+        assert!(!config.projection.rebuild_on_start);
         let config = Config::try_parse_from(["query-mongo-svc", "--rebuild-on-start"]).expect("ok");
-        assert!(config.rebuild_on_start);
+        assert!(config.projection.rebuild_on_start);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use course_proto::v1::course_query_service_server::CourseQueryServiceServer;
 use platform::auth::Authenticator;
-use projection::runtime::{Runtime, RuntimeConfig};
+use projection::runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -40,18 +40,7 @@ impl Application {
         let model = MongoReadModel::connect(&config.mongodb_uri, &config.mongodb_database)
             .await
             .context("invalid MONGODB_URI")?;
-        let runtime = Runtime::new(
-            model.clone(),
-            RuntimeConfig {
-                rabbitmq_url: config.rabbitmq_url.clone(),
-                exchange: config.rabbitmq_exchange.clone(),
-                queue: config.queue_name.clone(),
-                delivery_limit: config.delivery_limit,
-                prefetch: config.prefetch,
-                event_store_url: config.event_store_url.clone(),
-                rebuild_on_start: config.rebuild_on_start,
-            },
-        )?;
+        let runtime = Runtime::new(model.clone(), config.projection.runtime(&config.queue_name))?;
         let listener = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
@@ -91,7 +80,7 @@ impl Application {
             model,
             runtime.projector().progress().clone(),
             auth,
-            config.read_your_writes_timeout(),
+            config.projection.read_your_writes_timeout(),
         );
         let (reflection_v1, reflection_v1alpha) =
             platform::grpc::reflection_services(&[course_proto::FILE_DESCRIPTOR_SET])?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use course_proto::v1::catalog_query_service_server::CatalogQueryServiceServer;
 use platform::auth::Authenticator;
-use projection::runtime::{Runtime, RuntimeConfig};
+use projection::runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -68,24 +68,14 @@ impl Application {
         for name in HEALTH_NAMES {
             health.set_service_status(*name, ServingStatus::NotServing).await;
         }
-        let mut runtime = Runtime::new(
-            model.clone(),
-            RuntimeConfig {
-                rabbitmq_url: config.rabbitmq_url.clone(),
-                exchange: config.rabbitmq_exchange.clone(),
-                queue: config.queue_name.clone(),
-                delivery_limit: config.delivery_limit,
-                prefetch: config.prefetch,
-                event_store_url: config.event_store_url.clone(),
-                rebuild_on_start: config.rebuild_on_start,
-            },
-        )?;
+        let mut runtime =
+            Runtime::new(model.clone(), config.projection.runtime(&config.queue_name))?;
         runtime.start(health.clone(), HEALTH_NAMES);
         let api = CatalogApi::new(
             model,
             runtime.projector().progress().clone(),
             auth,
-            Duration::from_millis(config.read_your_writes_timeout_ms),
+            config.projection.read_your_writes_timeout(),
         );
         let (reflection_v1, reflection_v1alpha) =
             platform::grpc::reflection_services(&[course_proto::FILE_DESCRIPTOR_SET])?;

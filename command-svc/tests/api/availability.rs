@@ -5,7 +5,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
 
 use crate::helpers::*;
-use crate::proxy::TcpProxy;
+use testkit::TcpProxy;
 
 fn postgres_addr() -> SocketAddr {
     let url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");

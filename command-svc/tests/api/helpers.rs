@@ -1,7 +1,8 @@
 //! `spawn_app()`: a real command-svc on port 0 against its own fresh PostgreSQL database.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+
+pub use testkit::{SECRET, admin_url, as_user, fresh_database, rabbitmq_url};
 
 use command_svc::Application;
 use command_svc::config::Config;
@@ -10,39 +11,12 @@ use course_proto::v1::event_store_service_client::EventStoreServiceClient;
 use course_proto::v1::{self, EventEnvelope};
 use futures::StreamExt;
 use platform::telemetry::LogFormat;
-use sea_orm::{ConnectionTrait, Database};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use uuid::Uuid;
-
-pub const SECRET: &str = "test-secret-0123456789abcdef";
-
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// Creates an empty database and returns its URL.
-pub async fn fresh_database() -> String {
-    let admin = admin_url();
-    let name = format!("cmd_test_{}", Uuid::new_v4().simple());
-    let mut options = sea_orm::ConnectOptions::new(admin.clone());
-    options.sqlx_logging(false);
-    let conn = Database::connect(options).await.expect("PostgreSQL answers at TEST_DATABASE_URL");
-    conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
-    conn.close().await.expect("close");
-    let (base, _) = admin.rsplit_once('/').expect("url has a database");
-    format!("{base}/{name}")
-}
-
-pub fn rabbitmq_url() -> String {
-    std::env::var("TEST_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
 
 /// A configuration with its own exchange, on `database_url`.
 pub fn config(database_url: &str) -> Config {
@@ -111,37 +85,14 @@ impl TestApp {
         EventStoreServiceClient::new(self.channel.clone())
     }
 
-    pub fn health(&self) -> HealthClient<Channel> {
-        HealthClient::new(self.channel.clone())
-    }
-
     /// Waits until the command service's health reports `wanted`.
     pub async fn wait_for_health(&self, wanted: ServingStatus) {
         self.wait_for_service_health("course.v1.CourseCommandService", wanted).await
     }
 
-    /// Waits (through the Watch stream, not a sleep loop) until `service` reports `wanted`.
+    /// Waits (through the health Watch stream) until `service` reports `wanted`.
     pub async fn wait_for_service_health(&self, service: &str, wanted: ServingStatus) {
-        let watch = async {
-            loop {
-                let Ok(response) =
-                    self.health().watch(HealthCheckRequest { service: service.into() }).await
-                else {
-                    // Not listening yet: back off briefly before reconnecting.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let mut stream = response.into_inner();
-                while let Some(Ok(update)) = stream.next().await {
-                    if update.status == wanted as i32 {
-                        return;
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), watch)
-            .await
-            .unwrap_or_else(|_| panic!("{service} never became {wanted:?}"));
+        testkit::wait_for_health(&self.channel, service, wanted).await
     }
 
     /// Graceful stop: resolves when the server has drained.
@@ -205,19 +156,6 @@ pub async fn collect(mut stream: tonic::Streaming<v1::ReadStreamResponse>) -> Ve
         out.push(item.expect("event").event.expect("envelope"));
     }
     out
-}
-
-pub fn token(user: Uuid) -> String {
-    platform::auth::mint_hs256(SECRET.as_bytes(), user, Duration::from_secs(600)).expect("token")
-}
-
-/// A request carrying `user`'s bearer token.
-pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {}", token(user)).parse().expect("ascii"));
-    request
 }
 
 pub fn create_request(max_participants: u32) -> v1::CreateCourseRequest {

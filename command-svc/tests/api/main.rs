@@ -6,5 +6,4 @@ mod commands;
 mod concurrency;
 mod event_store;
 mod helpers;
-mod proxy;
 mod relay;

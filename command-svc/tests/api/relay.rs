@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::broker::{Received, TestConsumer};
 use crate::helpers::*;
-use crate::proxy::TcpProxy;
+use testkit::TcpProxy;
 
 const DRAIN: Duration = Duration::from_secs(60);
 

@@ -9,6 +9,7 @@ use course_proto::v1::{self, course_command_service_client::CourseCommandService
 use futures::StreamExt;
 use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
+use projection::ProjectionArgs;
 use projection::fold::{CourseSummary, apply};
 use testkit::{ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
 use tokio::sync::Mutex;
@@ -20,18 +21,15 @@ async fn start_redis(command: &testkit::CommandSvc, exchange: &str) -> Channel {
         redis_url: std::env::var("TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         redis_key_prefix: format!("{}:", unique("e2e")),
-        rabbitmq_url: testkit::rabbitmq_url(),
-        rabbitmq_exchange: exchange.to_owned(),
         queue_name: unique("e2e.catalog"),
-        delivery_limit: 5,
-        prefetch: 64,
-        event_store_url: command.url.clone(),
+        projection: ProjectionArgs {
+            read_your_writes_timeout_ms: 30_000,
+            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
+        },
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
         auth: AuthArgs::hs256(testkit::SECRET),
         log_format: LogFormat::Text,
-        read_your_writes_timeout_ms: 30_000,
-        rebuild_on_start: false,
     };
     let app = query_redis_svc::Application::build(config).await.expect("redis service");
     let channel = channel(app.port());
@@ -47,14 +45,14 @@ async fn start_mongo(command: &testkit::CommandSvc, exchange: &str) -> Channel {
     config.mongodb_uri =
         std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
     config.mongodb_database = format!("e2e_{}", Uuid::new_v4().simple());
-    config.rabbitmq_exchange = exchange.to_owned();
-    config.rabbitmq_url = testkit::rabbitmq_url();
+    config.projection = ProjectionArgs {
+        read_your_writes_timeout_ms: 30_000,
+        ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
+    };
     config.queue_name = unique("e2e.courses");
-    config.event_store_url = command.url.clone();
     config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
     config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
     config.auth = AuthArgs::hs256(testkit::SECRET);
-    config.read_your_writes_timeout_ms = 30_000;
     let app = query_mongo_svc::Application::build(config).await.expect("mongo service");
     let channel = channel(app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));

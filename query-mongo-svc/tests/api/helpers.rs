@@ -10,6 +10,7 @@ use course_proto::v1::{self, EventEnvelope};
 use futures::StreamExt;
 use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
+use projection::ProjectionArgs;
 use query_mongo_svc::Application;
 use query_mongo_svc::config::Config;
 use query_mongo_svc::store::MongoReadModel;
@@ -140,17 +141,14 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
     let config = Config {
         mongodb_uri: setup.mongodb_uri.clone(),
         mongodb_database: setup.database.clone(),
-        rabbitmq_url: testkit::rabbitmq_url(),
-        rabbitmq_exchange: setup.exchange.clone(),
         queue_name: setup.queue.clone(),
-        event_store_url: event_store_url.to_owned(),
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
         auth: AuthArgs::hs256(testkit::SECRET),
         log_format: LogFormat::Text,
-        delivery_limit: 5,
-        prefetch: 64,
-        read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
-        rebuild_on_start: false,
+        projection: ProjectionArgs {
+            read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
+            ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
+        },
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     };
     let app = Application::build(config).await.expect("query-mongo-svc builds");

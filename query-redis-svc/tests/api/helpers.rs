@@ -6,6 +6,7 @@ use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceCli
 use course_proto::v1::{self, CourseSummary};
 use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
+use projection::ProjectionArgs;
 use query_redis_svc::Application;
 use query_redis_svc::config::Config;
 use testkit::{CommandSvc, ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
@@ -22,17 +23,16 @@ pub fn config(command: &CommandSvc, exchange: &str) -> Config {
     Config {
         redis_url: redis_url(),
         redis_key_prefix: format!("{}:", unique("test")),
-        rabbitmq_url: testkit::rabbitmq_url(),
-        rabbitmq_exchange: exchange.to_owned(),
         queue_name: unique("test.catalog"),
-        delivery_limit: 3,
-        prefetch: 32,
-        event_store_url: command.url.clone(),
+        projection: ProjectionArgs {
+            delivery_limit: 3,
+            prefetch: 32,
+            read_your_writes_timeout_ms: 10_000,
+            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
+        },
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
         auth: AuthArgs::hs256(testkit::SECRET),
         log_format: LogFormat::Text,
-        read_your_writes_timeout_ms: 10_000,
-        rebuild_on_start: false,
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     }
 }

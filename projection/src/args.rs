@@ -1,0 +1,73 @@
+//! The configuration every query service shares: where the events come from, how they are
+//! consumed, and how long read-your-writes waits. Flattened into each service's clap `Config`.
+
+use std::time::Duration;
+
+use crate::runtime::RuntimeConfig;
+
+/// Flags (with environment fallbacks) of a projection. The queue name is the service's own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProjectionArgs {
+    /// RabbitMQ URL the events are consumed from.
+    #[arg(
+        long,
+        env = "RABBITMQ_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub rabbitmq_url: String,
+    /// Durable topic exchange command-svc publishes the events to.
+    #[arg(long, env = "RABBITMQ_EXCHANGE", default_value = "course.events")]
+    pub rabbitmq_exchange: String,
+    /// Deliveries of a failing message before it is dead-lettered.
+    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub delivery_limit: u32,
+    /// Unacknowledged messages in flight per consumer.
+    #[arg(long, env = "PREFETCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+    /// command-svc's gRPC URL (EventStoreService), read to fill version gaps and to rebuild.
+    #[arg(long, env = "EVENT_STORE_URL", default_value = "http://127.0.0.1:50051")]
+    pub event_store_url: String,
+    /// Longest a read with `min_version`/`min_position` waits for the read model to catch up
+    /// (milliseconds) before answering UNAVAILABLE.
+    #[arg(long, env = "READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub read_your_writes_timeout_ms: u64,
+    /// Rebuild the read model from the event store into a fresh generation at start-up, even
+    /// when data exists (the current data stays served meanwhile).
+    #[arg(long, env = "REBUILD_ON_START")]
+    pub rebuild_on_start: bool,
+}
+
+impl ProjectionArgs {
+    /// Test and embedding defaults: the documented defaults, with `exchange` and
+    /// `event_store_url`.
+    pub fn new(rabbitmq_url: &str, exchange: &str, event_store_url: &str) -> Self {
+        Self {
+            rabbitmq_url: rabbitmq_url.to_owned(),
+            rabbitmq_exchange: exchange.to_owned(),
+            delivery_limit: 5,
+            prefetch: 64,
+            event_store_url: event_store_url.to_owned(),
+            read_your_writes_timeout_ms: 2000,
+            rebuild_on_start: false,
+        }
+    }
+
+    /// The bounded read-your-writes wait.
+    pub fn read_your_writes_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_timeout_ms)
+    }
+
+    /// The runtime settings for the consumer of `queue`.
+    pub fn runtime(&self, queue: &str) -> RuntimeConfig {
+        RuntimeConfig {
+            rabbitmq_url: self.rabbitmq_url.clone(),
+            exchange: self.rabbitmq_exchange.clone(),
+            queue: queue.to_owned(),
+            delivery_limit: self.delivery_limit,
+            prefetch: self.prefetch,
+            event_store_url: self.event_store_url.clone(),
+            rebuild_on_start: self.rebuild_on_start,
+        }
+    }
+}
