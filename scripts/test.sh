@@ -22,7 +22,8 @@ cargo build --workspace --bins
 echo "== cargo test"
 log="$root/target/test-output.log"
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+# Services log to stdout, which the test harness does not capture: keep it to warnings.
+RUST_LOG="${RUST_LOG:-warn}" cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
