@@ -81,3 +81,26 @@ async fn losing_postgres_mid_flight_gives_unavailable_then_recovers() {
         .version;
     assert_eq!(version, 2);
 }
+
+#[tokio::test]
+async fn shutting_down_ends_follow_streams_with_unavailable_and_drains() {
+    let app = spawn_app().await;
+    let mut follower = app
+        .event_store()
+        .read_all(course_proto::v1::ReadAllRequest { from_position: 0, max_count: 0, follow: true })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    create_course(&app, Uuid::now_v7(), 0).await;
+    let first = follower.message().await.expect("event").expect("stream open");
+    assert_eq!(first.event.expect("envelope").global_position, 1);
+    let commands = app.commands();
+    let stopping = tokio::spawn(app.stop());
+    let end = follower.message().await.expect_err("the stream ends with a status");
+    assert_eq!(end.code(), Code::Unavailable);
+    assert!(end.message().contains("resume"), "{}", end.message());
+    stopping.await.expect("the server drained and stopped");
+    let mut commands = commands;
+    let refused = commands.create_course(as_user(Uuid::now_v7(), create_request(0))).await;
+    assert!(refused.is_err(), "nothing is served after shutdown");
+}
