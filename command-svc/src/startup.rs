@@ -213,8 +213,9 @@ async fn watch_store(
             if up && let Ok(backlog) = store.outbox_backlog(&outbox).await {
                 metrics::gauge!("outbox_backlog_events").set(backlog.events as f64);
                 metrics::gauge!("outbox_oldest_unpublished_seconds").set(backlog.oldest_age_secs);
-                if backlog.events > 0 {
-                    tracing::info!(
+                // A few events in flight are normal; an old one means the broker is not taking them.
+                if backlog.oldest_age_secs > 5.0 {
+                    tracing::warn!(
                         backlog_events = backlog.events,
                         oldest_unpublished_secs = backlog.oldest_age_secs,
                         "outbox backlog"
