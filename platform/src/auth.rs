@@ -185,6 +185,43 @@ mod tests {
         assert!(matches!(auth.authenticate(&metadata("Basic abc")), Err(AuthError::Malformed)));
     }
 
+    /// A key pair made for these tests only (`openssl genrsa 2048`).
+    const TEST_PRIVATE_KEY: &[u8] = include_bytes!("../testdata/test-rsa-private.pem");
+    const TEST_PUBLIC_KEY: &[u8] = include_bytes!("../testdata/test-rsa-public.pem");
+
+    #[test]
+    fn rs256_tokens_verify_with_the_public_key_and_hs256_ones_do_not() {
+        let user = Uuid::now_v7();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+        let claims = Claims { sub: user.to_string(), exp: now + 60, iat: now };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(TEST_PRIVATE_KEY).expect("private key"),
+        )
+        .expect("encodes");
+        let auth = Authenticator::rs256_pem(TEST_PUBLIC_KEY).expect("public key");
+        assert_eq!(auth.verify(&token).expect("valid"), user);
+        let hs = mint_hs256(b"whatever-secret-0123456789", user, Duration::from_secs(60))
+            .expect("mints");
+        assert!(matches!(auth.verify(&hs), Err(AuthError::Invalid(_))), "no algorithm confusion");
+    }
+
+    #[test]
+    fn auth_args_build_the_verifier_they_describe_or_say_what_is_missing() {
+        assert!(AuthArgs::default().authenticator().is_err());
+        assert!(AuthArgs::hs256("short").authenticator().is_err());
+        assert!(AuthArgs::hs256("long-enough-secret-0123").authenticator().is_ok());
+        let args = AuthArgs {
+            auth_jwt_secret: None,
+            auth_jwt_public_key_file: Some(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("testdata/test-rsa-public.pem"),
+            ),
+        };
+        assert!(args.authenticator().is_ok());
+    }
+
     #[test]
     fn a_subject_that_is_not_a_uuid_is_refused() {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();

@@ -209,8 +209,19 @@ async fn report_health<M: ReadModel>(
     stop: CancellationToken,
 ) {
     let mut last = None;
+    let mut last_lag_log = tokio::time::Instant::now();
     loop {
         let snapshot = projector.progress().snapshot();
+        let behind = snapshot.received_position.saturating_sub(snapshot.applied_position);
+        if behind > 0 && last_lag_log.elapsed() >= Duration::from_secs(10) {
+            last_lag_log = tokio::time::Instant::now();
+            tracing::info!(
+                lag_events = behind,
+                lag_seconds = snapshot.lag_seconds,
+                applied_position = snapshot.applied_position,
+                "projection lag"
+            );
+        }
         // While the very first build runs there is nothing complete to serve; a rebuild into
         // a new generation keeps the old one served.
         let generations = projector.model().generations().await.ok();
