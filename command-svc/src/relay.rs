@@ -92,11 +92,13 @@ pub async fn run_relay(
             tracing::info!(exchange = %config.exchange, "relay connected to RabbitMQ");
             delays = backoff();
             loop {
+                // Read the head before looking at the outbox: an event sequenced while the batch
+                // is published then still wakes the wait below.
+                let seen = *head.borrow_and_update();
                 let published = publish_batch(&store, &channel, &config, &name).await?;
                 if published > 0 {
                     continue;
                 }
-                let seen = *head.borrow_and_update();
                 tokio::select! {
                     _ = head.wait_for(|h| *h > seen) => {}
                     () = tokio::time::sleep(POLL) => {}

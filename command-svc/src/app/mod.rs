@@ -1,6 +1,7 @@
 //! The command side's use cases: load the course, decide, append — with idempotency keys,
 //! optimistic concurrency and bounded retries.
 
+mod cache;
 mod locks;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::store::{CommandRecord, EventMetadata, EventStore, NewEvent, StoreError};
+pub use cache::CourseCache;
 pub use locks::KeyedLocks;
 
 /// Who issues a command and under which guarantees.
@@ -93,9 +95,13 @@ impl From<StoreError> for AppError {
 pub struct CourseCommands {
     store: EventStore,
     locks: KeyedLocks,
+    cache: CourseCache,
     retries: usize,
     appended: Arc<Notify>,
 }
+
+/// Courses kept in memory per replica.
+const CACHED_COURSES: usize = 50_000;
 
 enum Attempt {
     Conflict,
@@ -105,7 +111,13 @@ enum Attempt {
 impl CourseCommands {
     /// `appended` is notified after every successful append (it wakes the sequencer).
     pub fn new(store: EventStore, retries: usize, appended: Arc<Notify>) -> Self {
-        Self { store, locks: KeyedLocks::default(), retries, appended }
+        Self {
+            store,
+            locks: KeyedLocks::default(),
+            cache: CourseCache::new(CACHED_COURSES),
+            retries,
+            appended,
+        }
     }
 
     /// Runs `command` on course `course_id` for `ctx.actor`.
@@ -150,12 +162,39 @@ impl CourseCommands {
         ctx: &CommandContext,
         command: &Command,
     ) -> Result<Outcome, Attempt> {
-        let history = if matches!(command, Command::CreateCourse { .. }) {
-            Vec::new() // a fresh id: nothing to load
-        } else {
-            self.store.load_stream(course_id).await.map_err(|e| Attempt::Fail(e.into()))?
-        };
-        let course = Course::from_events(history.iter().map(|r| &r.event));
+        // The cached course (if any) plus whatever was appended after it; a new course has no
+        // history to read.
+        let mut course = self.cache.take(course_id).unwrap_or_default();
+        if !matches!(command, Command::CreateCourse { .. }) {
+            let newer = self
+                .store
+                .read_stream(course_id, course.version + 1, None)
+                .await
+                .map_err(|e| Attempt::Fail(e.into()))?;
+            for recorded in &newer {
+                course.apply(&recorded.event);
+            }
+        }
+        let result = self.decide_and_append(course_id, &course, ctx, command).await;
+        // Whatever happened, the course as known is worth keeping for the next command.
+        if let Ok((_, appended)) = &result {
+            for event in appended {
+                course.apply(event);
+            }
+        }
+        self.cache.put(course_id, course);
+        result.map(|(outcome, _)| outcome)
+    }
+
+    /// Decides `command` on `course` and appends the result; returns the answer and the events
+    /// appended.
+    async fn decide_and_append(
+        &self,
+        course_id: Uuid,
+        course: &Course,
+        ctx: &CommandContext,
+        command: &Command,
+    ) -> Result<(Outcome, Vec<Event>), Attempt> {
         if let Some(expected) = ctx.expected_version
             && expected != course.version
         {
@@ -176,7 +215,7 @@ impl CourseCommands {
             None => None,
         };
         if events.is_empty() && record.is_none() {
-            return Ok(outcome);
+            return Ok((outcome, Vec::new()));
         }
         let causation_id = ctx.command_id.unwrap_or_else(Uuid::now_v7);
         let metadata = EventMetadata {
@@ -197,7 +236,7 @@ impl CourseCommands {
                 if !new_events.is_empty() {
                     self.appended.notify_one();
                 }
-                Ok(outcome)
+                Ok((outcome, new_events.into_iter().map(|new| new.event).collect()))
             }
             Err(StoreError::Conflict { current }) => match ctx.expected_version {
                 Some(expected) => {
@@ -216,7 +255,9 @@ impl CourseCommands {
                     )))
                 })?;
                 match self.store.find_command(id).await.map_err(|e| Attempt::Fail(e.into()))? {
-                    Some(previous) => replay(ctx, previous).map_err(Attempt::Fail),
+                    Some(previous) => {
+                        replay(ctx, previous).map(|o| (o, Vec::new())).map_err(Attempt::Fail)
+                    }
                     None => Err(Attempt::Conflict),
                 }
             }
