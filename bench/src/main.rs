@@ -190,6 +190,13 @@ async fn relay_latency(args: &Args, channel: Channel) -> anyhow::Result<()> {
         unloaded.push(answered);
         samples.push(t.elapsed() - answered);
     }
+    if let Some((index, slowest)) = samples.iter().enumerate().max_by_key(|(_, d)| **d) {
+        println!(
+            "{:<32} sample #{index}: {:.2}ms",
+            "slowest relay sample",
+            slowest.as_secs_f64() * 1e3
+        );
+    }
     summary("JoinCourse latency (1 client)", unloaded);
     summary("response -> on the exchange", samples);
     Ok(())

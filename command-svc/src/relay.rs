@@ -148,7 +148,8 @@ async fn publish_batch(
     };
     let events = lease.pending(config.batch_size).await?;
     let Some(last) = events.last().and_then(|e| e.global_position) else {
-        return Ok(0); // dropping the lease rolls back
+        lease.release().await?;
+        return Ok(0);
     };
     let envelopes: Vec<_> = events.iter().map(envelope).collect();
     messaging::publish_confirmed(channel, &config.exchange, &envelopes, CONFIRM_TIMEOUT).await?;

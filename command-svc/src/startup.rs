@@ -11,7 +11,6 @@ use course_proto::v1::event_store_service_server::EventStoreServiceServer;
 use platform::auth::Authenticator;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -148,7 +147,7 @@ impl Application {
                 EventStoreServiceServer::new(event_store_api)
                     .max_decoding_message_size(config.max_request_bytes),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+            .serve_with_incoming_shutdown(platform::grpc::incoming(listener), drain)
             .await
             .context("gRPC server failed")?;
 

@@ -94,3 +94,12 @@ pub fn request_span(request: &http::Request<()>) -> tracing::Span {
     crate::propagation::set_parent_from_headers(&span, request.headers());
     span
 }
+
+/// The connections a gRPC server accepts on `listener`, with `TCP_NODELAY` on (tonic sets it
+/// only for listeners it binds itself; without it small responses can wait for delayed ACKs)
+/// and TCP keepalive, so that dead peers are noticed.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)))
+}

@@ -8,7 +8,6 @@ use course_proto::v1::course_query_service_server::CourseQueryServiceServer;
 use platform::auth::Authenticator;
 use projection::runtime::Runtime;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -106,7 +105,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(CourseQueryServiceServer::new(api))
             .add_service(runtime.admin_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+            .serve_with_incoming_shutdown(platform::grpc::incoming(listener), drain)
             .await
             .context("gRPC server failed");
         runtime.shutdown().await;

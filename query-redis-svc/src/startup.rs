@@ -8,7 +8,6 @@ use course_proto::v1::catalog_query_service_server::CatalogQueryServiceServer;
 use platform::auth::Authenticator;
 use projection::runtime::Runtime;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -100,7 +99,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(CatalogQueryServiceServer::new(api).max_decoding_message_size(64 * 1024))
             .add_service(runtime.admin_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+            .serve_with_incoming_shutdown(platform::grpc::incoming(listener), drain)
             .await
             .context("gRPC server failed")?;
         runtime.shutdown().await;

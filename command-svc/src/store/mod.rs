@@ -394,6 +394,13 @@ impl OutboxLease {
         read_all_on(&self.txn, self.position, limit).await
     }
 
+    /// Releases the lease without moving the checkpoint. Awaiting this (rather than dropping the
+    /// lease) guarantees the row lock is gone before the next lease is asked for.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.txn.rollback().await?;
+        Ok(())
+    }
+
     /// Records that everything up to `position` is published, and releases the lease.
     pub async fn advance(self, position: u64) -> Result<(), StoreError> {
         self.txn

@@ -32,6 +32,7 @@ use fred::prelude::{
     Builder, Client, ClientLike, Config, Error, ErrorKind, HashesInterface, KeysInterface,
     ReconnectPolicy, SortedSetsInterface,
 };
+use fred::types::config::TcpConfig;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
 use projection::fold::{Change, CourseSummary};
@@ -130,6 +131,7 @@ impl RedisReadModel {
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(3);
                 c.max_command_attempts = 2;
+                c.tcp = TcpConfig { nodelay: Some(true), ..Default::default() };
             })
             .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(3))
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
