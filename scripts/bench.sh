@@ -20,6 +20,7 @@ export COMMAND_ADDR="127.0.0.1:$(free_port)" REDIS_QUERY_ADDR="127.0.0.1:$(free_
 export METRICS_LISTEN="127.0.0.1:0"
 cleanup() {
   scripts/mesh.sh stop >/dev/null || true
+  scripts/clean-test-broker.sh >/dev/null 2>&1 || true
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
 }
 trap cleanup EXIT
