@@ -3,12 +3,13 @@
 //! 1. Mark generation `n` as *building*: from now on live consumers write every event to the
 //!    active generation and to `n`.
 //! 2. Replay `ReadAll` from position 0 into `n` until it has caught up with the head.
-//! 3. Switch: `n` becomes active (readers move over; the old data was served until now).
-//! 4. Replay once more to the head, for events sequenced while switching, then drop the old
-//!    generation.
+//! 3. Switch: `n` becomes active (readers move over; the old data was served until now), still
+//!    marked as building.
+//! 4. Drop the old generation and clear the building mark — only then can another rebuild
+//!    start.
 //!
-//! Nothing is lost at the join: an event sequenced before step 3 is in the replay, and one
-//! sequenced after it reaches consumers that already see `n` as active. Nothing is doubled:
+//! Nothing is lost at the join: an event sequenced before step 1 is in the replay (which starts
+//! after it), and one sequenced after step 1 reaches consumers that already write `n`. Nothing is doubled:
 //! every write is guarded by the course's version, so whichever of replay and live consumer
 //! comes second skips it, and an event that arrives before its predecessors fills the gap from
 //! the event store first.
@@ -62,16 +63,28 @@ pub async fn begin_after<M: ReadModel>(
     if !model.swap_generations(current, marked).await? {
         return Err(RebuildError::Raced);
     }
-    // Only the winner of the swap clears what an abandoned earlier attempt may have left in
-    // `next`. Live writes that land in `next` before this are lost, but the replay that follows
-    // re-applies every event from position 0.
-    model.drop_generation(next).await?;
+    // No clean-up of `next`: whatever an abandoned earlier attempt left there is harmless. Every
+    // write was atomic and version-guarded, so each course in it is a consistent prefix of its
+    // stream, and the replay brings every course up to date. (Dropping it here would race with
+    // live consumers that already write to `next`, and a drop is not atomic.)
     Ok((marked, next))
 }
 
-/// Gives up a rebuild of `generation` that failed: readers stay on the active generation and
-/// the next [`begin`] may reuse the number (it clears the leftovers then, not now: a drop here
-/// could race with that next rebuild).
+/// Clears the `building` mark of a rebuild whose generation is already active (its last step,
+/// or what a crash during that step left behind).
+pub async fn finish<M: ReadModel>(model: &M, generation: u32) -> Result<(), RebuildError> {
+    let current = model.generations().await?;
+    if current.active == generation && current.building == Some(generation) {
+        let done = Generations { active: generation, building: None };
+        if !model.swap_generations(current, done).await? {
+            return Err(RebuildError::Raced);
+        }
+    }
+    Ok(())
+}
+
+/// Gives up a rebuild of `generation` that failed: readers stay on the active generation, and
+/// the next [`begin`] may reuse the number and its (consistent) partial contents.
 pub async fn abandon<M: ReadModel>(model: &M, generation: u32) -> Result<(), RebuildError> {
     let current = model.generations().await?;
     if current.building == Some(generation) {
@@ -91,15 +104,20 @@ pub async fn complete<M: ReadModel>(
 ) -> Result<(), RebuildError> {
     let model = projector.model();
     let position = replay(projector, events.clone(), generation, 0).await?;
-    let switched = Generations { active: generation, building: None };
+    // Readers move over; `building` stays set until the clean-up is done, so that no other
+    // rebuild can start (and reuse a number this one is about to drop) in between.
+    let switched = Generations { active: generation, building: Some(generation) };
     if !model.swap_generations(marked, switched).await? {
         return Err(RebuildError::Raced);
     }
-    let position = replay(projector, events, generation, position).await?;
+    // No second replay is needed: every event sequenced after `begin` is written to `n` by the
+    // live consumers (they see it as building, then as active), and everything before is in the
+    // replay above.
     // The old generation, and any abandoned attempt numbered in between.
     for old in (marked.active..generation).filter(|g| *g != 0) {
         model.drop_generation(old).await?;
     }
+    finish(model, generation).await?;
     tracing::info!(generation, position, "rebuild complete");
     Ok(())
 }

@@ -153,6 +153,11 @@ async fn initial_build<M: ReadModel>(
         let take_over = std::mem::replace(&mut first, false);
         let result = async {
             let generations = projector.model().generations().await?;
+            if generations.active != 0 && generations.building == Some(generations.active) {
+                // A rebuild switched over and died before clearing its mark.
+                rebuild::finish(projector.model(), generations.active).await?;
+                return Ok(());
+            }
             if generations.active != 0 && !force {
                 return Ok(());
             }
