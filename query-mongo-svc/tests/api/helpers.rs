@@ -66,7 +66,6 @@ impl QuerySetup {
 /// A query-mongo-svc running in this process.
 pub struct QueryApp {
     pub setup: QuerySetup,
-    pub model: MongoReadModel,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -152,7 +151,7 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     };
     let app = Application::build(config).await.expect("query-mongo-svc builds");
-    let model = app.model().clone();
+
     let url = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -160,7 +159,7 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
     }));
     let channel = Channel::from_shared(url).expect("uri").connect_lazy();
     wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
-    QueryApp { setup, model, channel, stop: Some(stop_tx), task: Some(task) }
+    QueryApp { setup, channel, stop: Some(stop_tx), task: Some(task) }
 }
 
 /// command-svc and one query service on its exchange.

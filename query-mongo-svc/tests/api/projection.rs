@@ -212,8 +212,14 @@ async fn settle(command: &testkit::CommandSvc) -> (String, u64) {
 async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
     let exchange = testkit::unique("test.events");
     let command = testkit::spawn_command_svc(&exchange).await;
-    let live = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
-    let rebuilt = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
+    // The test server is single-threaded and shared with every other test: catching up after
+    // the flush may take a while, so reads wait longer than the default.
+    let patient = |exchange: &str| QuerySetup {
+        read_your_writes_timeout_ms: 60_000,
+        ..QuerySetup::on(exchange)
+    };
+    let live = spawn_query(&command.url, patient(&exchange)).await;
+    let rebuilt = spawn_query(&command.url, patient(&exchange)).await;
     let mut courses = busy_courses(&command, 6).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (sent_tx, mut sent_rx) = watch::channel(0usize);
@@ -234,19 +240,16 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
     assert_eq!(generation, 2);
     keep_flowing(&mut sent_rx, before).await;
     wait_for_switch(&rebuilt, generation).await;
-    // ...and one from nothing, after flushing the read model.
-    rebuilt.model.database().drop().await.expect("flush");
+    // ...and one from nothing: the operator stops the service, flushes its database and starts
+    // it again; it builds from the event store while the commands keep coming.
+    let setup = rebuilt.setup.clone();
+    rebuilt.stop().await;
+    let flushed = mongodb::Client::with_uri_str(&setup.mongodb_uri).await.expect("mongo");
+    flushed.database(&setup.database).drop().await.expect("flush");
     let before = *sent_rx.borrow();
-    let generation = rebuilt
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest::default())
-        .await
-        .expect("rebuild after flush")
-        .into_inner()
-        .generation;
-    assert_eq!(generation, 1);
+    let rebuilt = spawn_query(&command.url, setup).await;
     keep_flowing(&mut sent_rx, before).await;
-    wait_for_switch(&rebuilt, generation).await;
+    wait_for_switch(&rebuilt, 1).await;
 
     stop.store(true, Ordering::Relaxed);
     let sent = traffic.await.expect("traffic");
