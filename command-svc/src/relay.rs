@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use messaging::{BrokerError, Pool};
+use platform::retry::{next_delay, reconnect_backoff};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
@@ -54,15 +54,6 @@ enum RelayError {
     Store(#[from] StoreError),
 }
 
-fn backoff() -> backon::ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 /// Runs until `stop`: (re)connects, publishes whatever is pending, waits for the head to move.
 pub async fn run_relay(
     store: EventStore,
@@ -79,7 +70,7 @@ pub async fn run_relay(
         () = stop.cancelled() => return,
     }
     let name = config.checkpoint_name();
-    let mut delays = backoff();
+    let mut delays = reconnect_backoff();
     let mut last_backlog_log = Instant::now() - BACKLOG_LOG_EVERY;
     'session: loop {
         if stop.is_cancelled() {
@@ -90,7 +81,7 @@ pub async fn run_relay(
             let channel = messaging::publisher_channel(&pool, &config.exchange).await?;
             health.set_service_status(RELAY_HEALTH, ServingStatus::Serving).await;
             tracing::info!(exchange = %config.exchange, "relay connected to RabbitMQ");
-            delays = backoff();
+            delays = reconnect_backoff();
             loop {
                 // Read the head before looking at the outbox: an event sequenced while the batch
                 // is published then still wakes the wait below.
@@ -113,7 +104,7 @@ pub async fn run_relay(
                 if matches!(err, RelayError::Broker(_)) {
                     health.set_service_status(RELAY_HEALTH, ServingStatus::NotServing).await;
                 }
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = next_delay(&mut delays);
                 let backlog = store.outbox_backlog(&name).await.unwrap_or_default();
                 if last_backlog_log.elapsed() >= BACKLOG_LOG_EVERY || backlog.events == 0 {
                     last_backlog_log = Instant::now();

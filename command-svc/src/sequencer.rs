@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use platform::retry::{next_delay, reconnect_backoff};
 use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -19,10 +19,6 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Publishes the highest known global position.
 pub type HeadSender = watch::Sender<u64>;
-
-fn fresh_backoff() -> backon::ExponentialBackoff {
-    ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).without_max_times().build()
-}
 
 fn advance(head: &HeadSender, position: u64) {
     head.send_if_modified(|current| {
@@ -48,16 +44,16 @@ pub async fn run_sequencer(
         () = readiness.wait() => {}
         () = stop.cancelled() => return,
     }
-    let mut backoff = fresh_backoff();
+    let mut backoff = reconnect_backoff();
     loop {
         match store.sequence(BATCH).await {
             Ok(Some(last)) => {
                 advance(&head, last);
-                backoff = fresh_backoff();
+                backoff = reconnect_backoff();
                 continue; // there may be more
             }
             Ok(None) => {
-                backoff = fresh_backoff();
+                backoff = reconnect_backoff();
                 tokio::select! {
                     () = appended.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
@@ -65,7 +61,7 @@ pub async fn run_sequencer(
                 }
             }
             Err(err) => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                let delay = next_delay(&mut backoff);
                 tracing::warn!(error = %err, ?delay, "sequencing failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -78,7 +74,7 @@ pub async fn run_sequencer(
 
 /// Follows the sequencers of every replica through LISTEN/NOTIFY, reconnecting after outages.
 pub async fn run_head_listener(store: EventStore, head: HeadSender, stop: CancellationToken) {
-    let mut backoff = fresh_backoff();
+    let mut backoff = reconnect_backoff();
     loop {
         let pool = store.connection().get_postgres_connection_pool().clone();
         let result = async {
@@ -99,7 +95,7 @@ pub async fn run_head_listener(store: EventStore, head: HeadSender, stop: Cancel
         };
         tokio::select! {
             result = result => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                let delay = next_delay(&mut backoff);
                 if let Err(err) = result {
                     tracing::warn!(error = %err, ?delay, "LISTEN connection lost; reconnecting");
                 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use course_proto::v1::course_command_service_server::CourseCommandServiceServer;
 use course_proto::v1::event_store_service_server::EventStoreServiceServer;
 use platform::auth::Authenticator;
+use platform::retry::{next_delay, reconnect_backoff};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -161,9 +161,7 @@ impl Application {
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    for name in HEALTH_NAMES {
-        health.set_service_status(name, status).await;
-    }
+    platform::grpc::set_health(health, &HEALTH_NAMES, status).await;
 }
 
 /// Migrates the store as soon as PostgreSQL answers, then keeps health, readiness and the
@@ -175,10 +173,7 @@ async fn watch_store(
     outbox: String,
     stop: CancellationToken,
 ) {
-    let mut backoff = ExponentialBuilder::default()
-        .with_max_delay(Duration::from_secs(5))
-        .without_max_times()
-        .build();
+    let mut backoff = reconnect_backoff();
     let mut migrated = false;
     loop {
         let delay = if !migrated {
@@ -191,7 +186,7 @@ async fn watch_store(
                     HEALTH_INTERVAL
                 }
                 Err(err) => {
-                    let delay = backoff.next().unwrap_or(HEALTH_INTERVAL);
+                    let delay = next_delay(&mut backoff);
                     tracing::warn!(error = %err, ?delay, "event store not ready; retrying");
                     delay
                 }

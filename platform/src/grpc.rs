@@ -103,3 +103,14 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
         .with_nodelay(Some(true))
         .with_keepalive(Some(std::time::Duration::from_secs(60)))
 }
+
+/// Reports `status` under every name in `names` (`grpc.health.v1`).
+pub async fn set_health(
+    health: &tonic_health::server::HealthReporter,
+    names: &[&str],
+    status: tonic_health::ServingStatus,
+) {
+    for name in names {
+        health.set_service_status(*name, status).await;
+    }
+}

@@ -5,5 +5,6 @@ pub mod auth;
 pub mod grpc;
 pub mod metrics;
 pub mod propagation;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,9 +1,6 @@
 //! The RabbitMQ consumer loop: manual acks after the read-model write, bounded prefetch,
 //! poison messages to the dead-letter queue, reconnection after outages, graceful stop.
 
-use std::time::Duration;
-
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use messaging::lapin::message::Delivery;
 use messaging::lapin::options::{
@@ -11,21 +8,13 @@ use messaging::lapin::options::{
 };
 use messaging::lapin::types::FieldTable;
 use messaging::{ConsumerTopology, Pool};
+use platform::retry::{next_delay, reconnect_backoff};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::decode::decode_body;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
-
-fn backoff() -> backon::ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
 
 /// Consumes the read model's queue until `stop`. On stop it cancels the subscription, finishes
 /// and acknowledges the message in hand, and returns.
@@ -35,7 +24,7 @@ pub async fn run_consumer<M: ReadModel>(
     projector: Projector<M>,
     stop: CancellationToken,
 ) {
-    let mut delays = backoff();
+    let mut delays = reconnect_backoff();
     loop {
         let result: Result<(), messaging::BrokerError> = async {
             let connection = pool.get().await?;
@@ -52,7 +41,7 @@ pub async fn run_consumer<M: ReadModel>(
                 .await?;
             projector.progress().set_consuming(true);
             tracing::info!(queue = %topology.queue, "consuming events");
-            delays = backoff();
+            delays = reconnect_backoff();
             loop {
                 tokio::select! {
                     biased;
@@ -74,7 +63,7 @@ pub async fn run_consumer<M: ReadModel>(
             tracing::info!("consumer stopped");
             return;
         }
-        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        let delay = next_delay(&mut delays);
         match result {
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?delay, "consumer disconnected; reconnecting")
@@ -135,7 +124,7 @@ async fn apply<M: ReadModel>(
     event: &crate::fold::StoredEvent,
     stop: &CancellationToken,
 ) -> Result<(), messaging::BrokerError> {
-    let mut delays = backoff();
+    let mut delays = reconnect_backoff();
     loop {
         match projector.handle(event).await {
             Ok(_) => {
@@ -145,7 +134,7 @@ async fn apply<M: ReadModel>(
             Err(err) if err.is_transient() => {
                 // Storage or event store down: hold the message and retry, rather than burning
                 // its delivery attempts. On stop, leave it unacknowledged for redelivery.
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = next_delay(&mut delays);
                 tracing::warn!(error = %err, retry_in = ?delay, "cannot apply event yet");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}

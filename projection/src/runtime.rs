@@ -236,9 +236,7 @@ async fn report_health<M: ReadModel>(
             snapshot.consuming && has_data && (!snapshot.rebuilding || old_generation_served);
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         if last != Some(status) {
-            for name in names {
-                health.set_service_status(*name, status).await;
-            }
+            platform::grpc::set_health(&health, names, status).await;
             tracing::info!(
                 ?status,
                 consuming = snapshot.consuming,
@@ -250,9 +248,7 @@ async fn report_health<M: ReadModel>(
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
             () = stop.cancelled() => {
-                for name in names {
-                    health.set_service_status(*name, ServingStatus::NotServing).await;
-                }
+                platform::grpc::set_health(&health, names, ServingStatus::NotServing).await;
                 return;
             }
         }

@@ -117,9 +117,7 @@ impl Application {
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    for name in HEALTH_NAMES {
-        health.set_service_status(*name, status).await;
-    }
+    platform::grpc::set_health(health, HEALTH_NAMES, status).await;
 }
 
 /// Creates the indexes as soon as MongoDB answers (new generations get theirs when they are

@@ -64,9 +64,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self { listener, config, model, auth, metrics } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in HEALTH_NAMES {
-            health.set_service_status(*name, ServingStatus::NotServing).await;
-        }
+        platform::grpc::set_health(&health, HEALTH_NAMES, ServingStatus::NotServing).await;
         let mut runtime =
             Runtime::new(model.clone(), config.projection.runtime(&config.queue_name))?;
         runtime.start(health.clone(), HEALTH_NAMES);
@@ -85,9 +83,7 @@ impl Application {
         let drain = async move {
             shutdown.await;
             stop.cancel();
-            for name in HEALTH_NAMES {
-                health.set_service_status(*name, ServingStatus::NotServing).await;
-            }
+            platform::grpc::set_health(&health, HEALTH_NAMES, ServingStatus::NotServing).await;
             tracing::info!("draining in-flight calls");
         };
         Server::builder()
