@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
+use messaging::BrokerArgs;
 use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
 use uuid::Uuid;
@@ -69,17 +70,9 @@ pub struct Config {
     /// Largest accepted request message, in bytes.
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
-    /// RabbitMQ URL the outbox relay publishes to.
-    #[arg(
-        long,
-        env = "RABBITMQ_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub rabbitmq_url: String,
-    /// Durable topic exchange the events are published to.
-    #[arg(long, env = "RABBITMQ_EXCHANGE", default_value = "course.events")]
-    pub rabbitmq_exchange: String,
+    /// Where the outbox relay publishes.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Most events the relay publishes per batch (one confirm round and one checkpoint update).
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub relay_batch_size: u64,

@@ -51,7 +51,8 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-        let broker = messaging::pool(&config.rabbitmq_url, 2).context("invalid RABBITMQ_URL")?;
+        let broker =
+            messaging::pool(&config.broker.rabbitmq_url, 2).context("invalid RABBITMQ_URL")?;
         let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
             format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
         })?;
@@ -81,7 +82,7 @@ impl Application {
         set_health(&health, ServingStatus::NotServing).await;
 
         let relay = RelayConfig {
-            exchange: config.rabbitmq_exchange.clone(),
+            exchange: config.broker.rabbitmq_exchange.clone(),
             batch_size: config.relay_batch_size,
         };
         let tasks = vec![

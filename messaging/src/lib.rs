@@ -24,6 +24,30 @@ use deadpool_lapin::lapin::{BasicProperties, Channel, ExchangeKind};
 pub use deadpool_lapin::{Pool, lapin};
 use prost::Message;
 
+/// Where the events travel: flags (with environment fallbacks) shared by the publisher and
+/// every consumer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "RABBITMQ_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub rabbitmq_url: String,
+    /// Durable topic exchange the events are published to and consumed from.
+    #[arg(long, env = "RABBITMQ_EXCHANGE", default_value = "course.events")]
+    pub rabbitmq_exchange: String,
+}
+
+impl BrokerArgs {
+    /// `url` and `exchange`.
+    pub fn new(url: &str, exchange: &str) -> Self {
+        Self { rabbitmq_url: url.to_owned(), rabbitmq_exchange: exchange.to_owned() }
+    }
+}
+
 /// MIME type of the message bodies.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 /// Binding that receives every event.

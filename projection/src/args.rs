@@ -3,22 +3,16 @@
 
 use std::time::Duration;
 
+use messaging::BrokerArgs;
+
 use crate::runtime::RuntimeConfig;
 
 /// Flags (with environment fallbacks) of a projection. The queue name is the service's own.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProjectionArgs {
-    /// RabbitMQ URL the events are consumed from.
-    #[arg(
-        long,
-        env = "RABBITMQ_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub rabbitmq_url: String,
-    /// Durable topic exchange command-svc publishes the events to.
-    #[arg(long, env = "RABBITMQ_EXCHANGE", default_value = "course.events")]
-    pub rabbitmq_exchange: String,
+    /// Where the events come from.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Deliveries of a failing message before it is dead-lettered.
     #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub delivery_limit: u32,
@@ -43,8 +37,7 @@ impl ProjectionArgs {
     /// `event_store_url`.
     pub fn new(rabbitmq_url: &str, exchange: &str, event_store_url: &str) -> Self {
         Self {
-            rabbitmq_url: rabbitmq_url.to_owned(),
-            rabbitmq_exchange: exchange.to_owned(),
+            broker: BrokerArgs::new(rabbitmq_url, exchange),
             delivery_limit: 5,
             prefetch: 64,
             event_store_url: event_store_url.to_owned(),
@@ -61,8 +54,8 @@ impl ProjectionArgs {
     /// The runtime settings for the consumer of `queue`.
     pub fn runtime(&self, queue: &str) -> RuntimeConfig {
         RuntimeConfig {
-            rabbitmq_url: self.rabbitmq_url.clone(),
-            exchange: self.rabbitmq_exchange.clone(),
+            rabbitmq_url: self.broker.rabbitmq_url.clone(),
+            exchange: self.broker.rabbitmq_exchange.clone(),
             queue: queue.to_owned(),
             delivery_limit: self.delivery_limit,
             prefetch: self.prefetch,

@@ -77,8 +77,7 @@ pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
         request_timeout_ms: 30_000,
         max_request_bytes: 64 * 1024,
         command_retries: 10,
-        rabbitmq_url: rabbitmq_url(),
-        rabbitmq_exchange: exchange.to_owned(),
+        broker: messaging::BrokerArgs::new(&rabbitmq_url(), exchange),
         relay_batch_size: 500,
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     };

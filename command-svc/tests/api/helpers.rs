@@ -29,8 +29,10 @@ pub fn config(database_url: &str) -> Config {
         request_timeout_ms: 30_000,
         max_request_bytes: 64 * 1024,
         command_retries: 10,
-        rabbitmq_url: rabbitmq_url(),
-        rabbitmq_exchange: format!("test.events.{}", Uuid::new_v4().simple()),
+        broker: messaging::BrokerArgs::new(
+            &rabbitmq_url(),
+            &format!("test.events.{}", Uuid::new_v4().simple()),
+        ),
         relay_batch_size: 200,
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     }

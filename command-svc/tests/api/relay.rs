@@ -76,7 +76,7 @@ fn first_deliveries(received: Vec<Received>) -> Vec<Received> {
 #[tokio::test]
 async fn a_thousand_concurrent_commands_reach_the_exchange_exactly_once_in_order() {
     let app = spawn_app().await;
-    let mut consumer = TestConsumer::bind(&app.config.rabbitmq_exchange).await;
+    let mut consumer = TestConsumer::bind(&app.config.broker.rabbitmq_exchange).await;
     let ids = traffic(&[&app], 25, 950).await; // 25 x (create + present) + 950 joins = 1,000
     let end = sentinel(&app).await;
     let received = consumer.until_course(&end, DRAIN).await;
@@ -120,9 +120,9 @@ async fn commands_keep_succeeding_while_the_broker_is_unreachable_and_everything
     let broker = TcpProxy::start("127.0.0.1:5672".parse().expect("addr")).await;
     let database = fresh_database().await;
     let mut cfg = config(&database);
-    cfg.rabbitmq_url = through_proxy(&broker);
+    cfg.broker.rabbitmq_url = through_proxy(&broker);
     let app = spawn_app_on(cfg).await;
-    let mut consumer = TestConsumer::bind(&app.config.rabbitmq_exchange).await;
+    let mut consumer = TestConsumer::bind(&app.config.broker.rabbitmq_exchange).await;
 
     let first_half = traffic(&[&app], 5, 40).await; // 5 x (create + present) + 40 joins = 50
     broker.cut();
@@ -163,9 +163,9 @@ async fn a_killed_process_publishes_its_backlog_after_restart() {
 async fn two_replicas_publish_each_event_once_and_in_order() {
     let app = spawn_app().await;
     let mut cfg = config(&app.database_url);
-    cfg.rabbitmq_exchange = app.config.rabbitmq_exchange.clone();
+    cfg.broker.rabbitmq_exchange = app.config.broker.rabbitmq_exchange.clone();
     let second = spawn_app_on(cfg).await;
-    let mut consumer = TestConsumer::bind(&app.config.rabbitmq_exchange).await;
+    let mut consumer = TestConsumer::bind(&app.config.broker.rabbitmq_exchange).await;
     traffic(&[&app, &second], 10, 280).await; // 300 commands through both replicas
     let end = sentinel(&second).await;
     let received = consumer.until_course(&end, DRAIN).await;
@@ -177,7 +177,7 @@ async fn the_relay_reports_the_broker_in_health() {
     let broker = TcpProxy::start("127.0.0.1:5672".parse().expect("addr")).await;
     let database = fresh_database().await;
     let mut cfg = config(&database);
-    cfg.rabbitmq_url = through_proxy(&broker);
+    cfg.broker.rabbitmq_url = through_proxy(&broker);
     let app = spawn_app_on(cfg).await;
     app.wait_for_service_health("course.v1.EventRelay", ServingStatus::Serving).await;
     broker.cut();
@@ -203,7 +203,7 @@ async fn a_python_pika_client_decodes_a_published_event() {
             "--url",
             &rabbitmq_url(),
             "--exchange",
-            &app.config.rabbitmq_exchange,
+            &app.config.broker.rabbitmq_exchange,
             "--queue",
             &queue,
         ])
@@ -257,7 +257,7 @@ impl Process {
             .spawn()
             .expect("command-svc starts");
         let mut config = config(database_url);
-        config.rabbitmq_exchange = exchange.to_owned();
+        config.broker.rabbitmq_exchange = exchange.to_owned();
         let process = Process { child, port, config };
         process.client().wait_for_health(ServingStatus::Serving).await;
         process

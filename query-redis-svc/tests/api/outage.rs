@@ -14,7 +14,7 @@ async fn the_catalog_reconnects_to_redis_and_rabbitmq_by_itself_after_an_outage(
     let broker = TcpProxy::start("127.0.0.1:5672".parse().expect("addr")).await;
     let mut cfg = config(&command, &exchange);
     cfg.redis_url = format!("redis://127.0.0.1:{}", redis.addr.port());
-    cfg.projection.rabbitmq_url =
+    cfg.projection.broker.rabbitmq_url =
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", broker.addr.port());
     cfg.projection.read_your_writes_timeout_ms = 30_000;
     let catalog = spawn_catalog(cfg).await;
