@@ -76,8 +76,45 @@ pub struct Config {
     /// Most events the relay publishes per batch (one confirm round and one checkpoint update).
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub relay_batch_size: u64,
-    /// How many times a command is decided again after a concurrent append (when the request
-    /// has no expected_version).
+    /// Group commit: writers, batch bounds, retries, snapshots.
+    #[command(flatten)]
+    pub batching: BatchArgs,
+}
+
+/// How commands are batched into group commits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchArgs {
+    /// Command writers; each owns a share of the courses and has one group commit in flight.
+    #[arg(long, env = "COMMAND_WRITERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub command_writers: u16,
+    /// Most commands decided and written in one group commit.
+    #[arg(long, env = "COMMAND_BATCH_MAX", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub command_batch_max: u32,
+    /// How long a writer that found fewer than COMMAND_BATCH_MAX commands waiting lets more
+    /// arrive before writing (microseconds; 0 writes at once). Idle latency grows by this much.
+    #[arg(long, env = "COMMAND_BATCH_LINGER_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub command_batch_linger_us: u64,
+    /// How many times a command is decided again after another replica appended to its course
+    /// first (when the request has no expected_version).
     #[arg(long, env = "COMMAND_RETRIES", default_value_t = 10)]
-    pub command_retries: usize,
+    pub command_retries: u32,
+    /// A course is snapshotted when this many events were appended since its last snapshot.
+    #[arg(long, env = "SNAPSHOT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every: u64,
+    /// Courses kept in memory per replica (spread over the writers).
+    #[arg(long, env = "CACHED_COURSES", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cached_courses: u64,
+}
+
+impl Default for BatchArgs {
+    fn default() -> Self {
+        Self {
+            command_writers: 8,
+            command_batch_max: 256,
+            command_batch_linger_us: 0,
+            command_retries: 10,
+            snapshot_every: 500,
+            cached_courses: 50_000,
+        }
+    }
 }

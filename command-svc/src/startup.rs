@@ -113,7 +113,7 @@ impl Application {
             )),
         ];
 
-        let commands = CourseCommands::new(store.clone(), config.command_retries, appended);
+        let commands = CourseCommands::new(store.clone(), &config.batching, appended);
         let command_api = CommandApi::new(commands, auth, readiness.clone());
         let event_store_api = EventStoreApi::new(store, head_rx, stop.clone(), readiness);
         let (reflection_v1, reflection_v1alpha) =

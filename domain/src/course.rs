@@ -1,12 +1,18 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Command, DomainError, Event, MAX_SECTIONS};
 
+/// Shape of [`Course`] as stored in snapshots. Bump it whenever a field of [`Course`],
+/// [`Section`] or [`CourseStatus`] changes meaning or shape: snapshots of another shape are
+/// ignored and the course is rebuilt from its events (and snapshotted again in the new shape).
+pub const SNAPSHOT_SCHEMA: i32 = 1;
+
 /// Lifecycle of a course.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CourseStatus {
     /// Just created.
     Created,
@@ -30,7 +36,7 @@ impl fmt::Display for CourseStatus {
 }
 
 /// A section of a course, as far as the rules need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Section {
     /// Stable id.
     pub id: Uuid,
@@ -38,8 +44,9 @@ pub struct Section {
     pub position: u32,
 }
 
-/// The course aggregate: the state the rules need, rebuilt from events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The course aggregate: the state the rules need, rebuilt from events (or from a snapshot
+/// of [`SNAPSHOT_SCHEMA`] and the events after it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Course {
     /// Number of events applied; 0 means the course does not exist.
     pub version: u64,
@@ -71,6 +78,21 @@ impl Course {
             course.apply(event);
         }
         course
+    }
+
+    /// The course as a snapshot document of shape [`SNAPSHOT_SCHEMA`].
+    pub fn to_snapshot(&self) -> serde_json::Value {
+        // Strings, numbers, UUIDs and enums of unit variants: serialization cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The course a snapshot describes, or `None` when it was taken in another shape (or
+    /// cannot be read): the caller then rebuilds from events instead.
+    pub fn from_snapshot(schema: i32, state: serde_json::Value) -> Option<Course> {
+        if schema != SNAPSHOT_SCHEMA {
+            return None;
+        }
+        serde_json::from_value(state).ok()
     }
 
     /// True once CourseCreated has been applied.
@@ -303,6 +325,25 @@ mod tests {
     }
     fn comment() -> Command {
         Command::Comment { comment_id: Uuid::from_u128(77), text: "Great".into() }
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_course() {
+        let course = given(&with(
+            active(),
+            &[joined(alice()), joined(bob()), Event::UserLeftCourse { user_id: bob() }],
+        ));
+        let restored = Course::from_snapshot(SNAPSHOT_SCHEMA, course.to_snapshot());
+        assert_eq!(restored, Some(course));
+    }
+
+    #[test]
+    fn a_snapshot_of_another_shape_is_ignored() {
+        let course = given(&presenting());
+        assert_eq!(Course::from_snapshot(SNAPSHOT_SCHEMA + 1, course.to_snapshot()), None);
+        // Same schema number but a document that does not fit (an older shape, a bug).
+        let foreign = serde_json::json!({ "version": 2, "state": "Presenting" });
+        assert_eq!(Course::from_snapshot(SNAPSHOT_SCHEMA, foreign), None);
     }
 
     #[test]

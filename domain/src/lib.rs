@@ -11,7 +11,7 @@ mod event;
 pub mod validation;
 
 pub use command::Command;
-pub use course::{Course, CourseStatus, Section};
+pub use course::{Course, CourseStatus, SNAPSHOT_SCHEMA, Section};
 pub use error::{DomainError, ErrorKind};
 pub use event::{Event, EventDecodeError};
 

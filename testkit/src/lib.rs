@@ -76,7 +76,7 @@ pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
         log_format: LogFormat::Text,
         request_timeout_ms: 30_000,
         max_request_bytes: 64 * 1024,
-        command_retries: 10,
+        batching: Default::default(),
         broker: messaging::BrokerArgs::new(&rabbitmq_url(), exchange),
         relay_batch_size: 500,
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),

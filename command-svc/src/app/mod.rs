@@ -1,22 +1,23 @@
 //! The command side's use cases: load the course, decide, append — with idempotency keys,
-//! optimistic concurrency and bounded retries.
+//! optimistic concurrency, bounded retries and group commit.
+//!
+//! A command is handed to the [`writer`] that owns its course (courses are spread over a fixed
+//! set of writers by id). A writer takes whatever commands are waiting, decides them one after
+//! another against its in-memory courses — each seeing the events of the ones before it — and
+//! writes all their events and idempotency records with one statement. Every caller still gets
+//! its own answer.
 
-mod cache;
-mod locks;
+mod writer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
-use chrono::Utc;
-use course_domain::{Command, Course, DomainError, Event};
+use course_domain::{Command, DomainError, Event};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::store::{CommandRecord, EventMetadata, EventStore, NewEvent, StoreError};
-pub use cache::CourseCache;
-pub use locks::KeyedLocks;
+use crate::config::BatchArgs;
+use crate::store::{CommandRecord, EventStore, StoreError};
 
 /// Who issues a command and under which guarantees.
 #[derive(Debug, Clone)]
@@ -93,38 +94,23 @@ impl From<StoreError> for AppError {
 /// Handles the ten course commands.
 #[derive(Clone)]
 pub struct CourseCommands {
-    store: EventStore,
-    locks: KeyedLocks,
-    cache: CourseCache,
-    retries: usize,
-    appended: Arc<Notify>,
-}
-
-/// Courses kept in memory per replica.
-const CACHED_COURSES: usize = 50_000;
-
-enum Attempt {
-    Conflict,
-    Fail(AppError),
+    writers: Arc<[mpsc::Sender<writer::Job>]>,
 }
 
 impl CourseCommands {
-    /// `appended` is notified after every successful append (it wakes the sequencer).
-    pub fn new(store: EventStore, retries: usize, appended: Arc<Notify>) -> Self {
-        Self {
-            store,
-            locks: KeyedLocks::default(),
-            cache: CourseCache::new(CACHED_COURSES),
-            retries,
-            appended,
-        }
+    /// Starts the writers; `appended` is notified after every commit that wrote events (it wakes
+    /// the sequencer). The writers stop once every clone of the returned value is dropped.
+    pub fn new(store: EventStore, settings: &BatchArgs, appended: Arc<Notify>) -> Self {
+        let writers = (0..settings.command_writers.max(1))
+            .map(|_| writer::spawn(store.clone(), settings, appended.clone()))
+            .collect();
+        Self { writers }
     }
 
     /// Runs `command` on course `course_id` for `ctx.actor`.
     #[tracing::instrument(
         skip(self, ctx, command),
-        fields(command = command.name(), %course_id, actor = %ctx.actor),
-        err(Display)
+        fields(command = command.name(), %course_id, actor = %ctx.actor)
     )]
     pub async fn execute(
         &self,
@@ -132,137 +118,25 @@ impl CourseCommands {
         ctx: CommandContext,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        if let Some(id) = ctx.command_id
-            && let Some(previous) = self.store.find_command(id).await?
-        {
-            return replay(&ctx, previous);
-        }
-        let _turn = self.locks.lock(course_id).await;
-        let attempt = || self.attempt(course_id, &ctx, &command);
-        let result = attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(2))
-                    .with_max_delay(Duration::from_millis(100))
-                    .with_max_times(self.retries)
-                    .with_jitter(),
-            )
-            .when(|e| matches!(e, Attempt::Conflict))
-            .await;
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(Attempt::Fail(err)) => Err(err),
-            Err(Attempt::Conflict) => Err(AppError::TooMuchContention),
-        }
-    }
-
-    async fn attempt(
-        &self,
-        course_id: Uuid,
-        ctx: &CommandContext,
-        command: &Command,
-    ) -> Result<Outcome, Attempt> {
-        // The cached course (if any) plus whatever was appended after it; a new course has no
-        // history to read.
-        let mut course = self.cache.take(course_id).unwrap_or_default();
-        if !matches!(command, Command::CreateCourse { .. }) {
-            let newer = self
-                .store
-                .read_stream(course_id, course.version + 1, None)
-                .await
-                .map_err(|e| Attempt::Fail(e.into()))?;
-            for recorded in &newer {
-                course.apply(&recorded.event);
-            }
-        }
-        let result = self.decide_and_append(course_id, &course, ctx, command).await;
-        // Whatever happened, the course as known is worth keeping for the next command.
-        if let Ok((_, appended)) = &result {
-            for event in appended {
-                course.apply(event);
-            }
-        }
-        self.cache.put(course_id, course);
-        result.map(|(outcome, _)| outcome)
-    }
-
-    /// Decides `command` on `course` and appends the result; returns the answer and the events
-    /// appended.
-    async fn decide_and_append(
-        &self,
-        course_id: Uuid,
-        course: &Course,
-        ctx: &CommandContext,
-        command: &Command,
-    ) -> Result<(Outcome, Vec<Event>), Attempt> {
-        if let Some(expected) = ctx.expected_version
-            && expected != course.version
-        {
-            return Err(Attempt::Fail(AppError::VersionMismatch {
-                expected,
-                current: course.version,
-            }));
-        }
-        let events = course.handle(ctx.actor, command).map_err(|e| Attempt::Fail(e.into()))?;
-        let outcome = outcome(course_id, course.version + events.len() as u64, &events);
-        let record = match ctx.command_id {
-            Some(command_id) => Some(CommandRecord {
-                command_id,
-                fingerprint: ctx.fingerprint.clone(),
-                response: serde_json::to_value(&outcome)
-                    .map_err(|e| Attempt::Fail(AppError::Unexpected(e.into())))?,
-            }),
-            None => None,
-        };
-        if events.is_empty() && record.is_none() {
-            return Ok((outcome, Vec::new()));
-        }
-        let causation_id = ctx.command_id.unwrap_or_else(Uuid::now_v7);
-        let metadata = EventMetadata {
-            command_id: ctx.command_id,
-            correlation_id: ctx.correlation_id.unwrap_or(causation_id),
-            causation_id,
-            actor_id: ctx.actor,
-            traceparent: ctx.traceparent.clone(),
-        };
-        let new_events: Vec<NewEvent> =
-            events.into_iter().map(|event| NewEvent { event_id: Uuid::now_v7(), event }).collect();
-        match self
-            .store
-            .append(course_id, course.version, &new_events, &metadata, Utc::now(), record.as_ref())
+        let (reply, answer) = oneshot::channel();
+        let job = writer::Job { course_id, ctx, command, reply, attempts: 0 };
+        let (hi, lo) = course_id.as_u64_pair();
+        let shard = ((hi ^ lo) % self.writers.len() as u64) as usize;
+        self.writers[shard]
+            .send(job)
             .await
-        {
-            Ok(_) => {
-                if !new_events.is_empty() {
-                    self.appended.notify_one();
-                }
-                Ok((outcome, new_events.into_iter().map(|new| new.event).collect()))
+            .map_err(|_| AppError::Unavailable(anyhow::anyhow!("the service is stopping")))?;
+        let result = answer
+            .await
+            .map_err(|_| AppError::Unavailable(anyhow::anyhow!("the service is stopping")))?;
+        match &result {
+            Err(AppError::Domain(rule)) => tracing::debug!(%rule, "refused"),
+            Err(err @ (AppError::VersionMismatch { .. } | AppError::CommandIdReused(_))) => {
+                tracing::debug!(%err, "refused")
             }
-            Err(StoreError::Conflict { current }) => match ctx.expected_version {
-                Some(expected) => {
-                    Err(Attempt::Fail(AppError::VersionMismatch { expected, current }))
-                }
-                None => {
-                    tracing::debug!(current, "concurrent append, deciding again");
-                    Err(Attempt::Conflict)
-                }
-            },
-            Err(StoreError::DuplicateCommand) => {
-                // A concurrent call with the same command_id won; answer what it answered.
-                let id = ctx.command_id.ok_or_else(|| {
-                    Attempt::Fail(AppError::Unexpected(anyhow::anyhow!(
-                        "duplicate without command id"
-                    )))
-                })?;
-                match self.store.find_command(id).await.map_err(|e| Attempt::Fail(e.into()))? {
-                    Some(previous) => {
-                        replay(ctx, previous).map(|o| (o, Vec::new())).map_err(Attempt::Fail)
-                    }
-                    None => Err(Attempt::Conflict),
-                }
-            }
-            Err(other) => Err(Attempt::Fail(other.into())),
+            _ => {}
         }
+        result
     }
 }
 

@@ -11,9 +11,9 @@ pub enum StoreError {
         /// The stream's version now.
         current: u64,
     },
-    /// The `command_id` was recorded by a concurrent call.
-    #[error("command id already recorded")]
-    DuplicateCommand,
+    /// A row of a batched append collides with a stored one; nothing was written.
+    #[error("a course or command id in the batch was written concurrently")]
+    BatchConflict,
     /// PostgreSQL cannot be reached or is shutting down.
     #[error("event store unavailable")]
     Unavailable(#[source] DbErr),

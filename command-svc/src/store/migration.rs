@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateEventStore)]
+        vec![Box::new(CreateEventStore), Box::new(CreateSnapshots)]
     }
 }
 
@@ -82,6 +82,42 @@ CREATE TABLE outbox_checkpoint (
                 "DROP TABLE outbox_checkpoint; DROP TABLE command_log; DROP TABLE event_sequencer; DROP TABLE events;",
             )
             .await?;
+        Ok(())
+    }
+}
+
+/// Course snapshots (see `store::snapshot`): one row per course, the latest state written.
+struct CreateSnapshots;
+
+impl MigrationName for CreateSnapshots {
+    fn name(&self) -> &str {
+        "m20261202_000001_create_snapshots"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateSnapshots {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+CREATE TABLE snapshots (
+    stream_id      UUID PRIMARY KEY,
+    version        BIGINT NOT NULL CHECK (version > 0),
+    -- The aggregate's shape when written; another shape is ignored and overwritten.
+    schema_version INTEGER NOT NULL,
+    state          JSONB NOT NULL,
+    taken_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE snapshots;").await?;
         Ok(())
     }
 }

@@ -1,20 +1,22 @@
 //! The PostgreSQL event store, through SeaORM.
 //!
-//! Appends are ordinary transactions guarded by the unique (stream_id, version) constraint.
+//! Appends are batched (see [`batch`]): one statement per group of commands, guarded by the
+//! unique (stream_id, version) constraint.
 //! Global order is assigned *after* commit by [`EventStore::sequence`]: a single-row lock
 //! serializes sequencers, and each run numbers the committed, not-yet-numbered events in insertion
 //! order. An event that commits late therefore gets a *higher* position than everything already
 //! readable, so a reader resuming from its last position can never skip it (the "sequence gap"
 //! trap of a plain BIGSERIAL).
 
+mod batch;
 mod entity;
 mod error;
 pub mod migration;
+mod snapshot;
 
 use chrono::{DateTime, Utc};
 use course_domain::Event;
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
@@ -23,9 +25,10 @@ use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use batch::{Batch, PendingCommand, PendingEvent};
 pub use entity::{command_log, events};
 pub use error::StoreError;
-use error::violated_constraint;
+pub use snapshot::Snapshot;
 
 /// Who and what caused an event; stored as jsonb next to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,15 +45,6 @@ pub struct EventMetadata {
     /// W3C traceparent of the command span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
-}
-
-/// An event about to be appended.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// UUID v7.
-    pub event_id: Uuid,
-    /// The event.
-    pub event: Event,
 }
 
 /// An event read back from the store.
@@ -125,12 +119,6 @@ impl EventStore {
     /// True when PostgreSQL answers.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
-    }
-
-    /// Every event of a stream in version order (to rebuild the aggregate).
-    #[tracing::instrument(skip(self), err)]
-    pub async fn load_stream(&self, stream_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_stream(stream_id, 1, None).await
     }
 
     /// Events of a stream from `from_version` (inclusive), at most `limit`.
@@ -213,104 +201,6 @@ WHERE c.name = $1"#,
             },
             None => OutboxBacklog::default(),
         })
-    }
-
-    /// The current version of a stream (0 when it has no events).
-    pub async fn stream_version(&self, stream_id: Uuid) -> Result<u64, StoreError> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT COALESCE(MAX(version), 0)::BIGINT AS v FROM events WHERE stream_id = $1",
-                [stream_id.into()],
-            ))
-            .await?;
-        let version: i64 = match row {
-            Some(row) => row.try_get("", "v")?,
-            None => 0,
-        };
-        Ok(version as u64)
-    }
-
-    /// The stored response of a command id, if one was recorded.
-    pub async fn find_command(
-        &self,
-        command_id: Uuid,
-    ) -> Result<Option<CommandRecord>, StoreError> {
-        Ok(command_log::Entity::find_by_id(command_id).one(&self.db).await?.map(|row| {
-            CommandRecord {
-                command_id: row.command_id,
-                fingerprint: row.fingerprint,
-                response: row.response,
-            }
-        }))
-    }
-
-    /// Appends `new_events` as versions `expected_version + 1 ..` of the stream and records the
-    /// command's response, atomically. Returns the stream's new version.
-    #[tracing::instrument(skip(self, new_events, metadata, command), fields(events = new_events.len()), err)]
-    pub async fn append(
-        &self,
-        stream_id: Uuid,
-        expected_version: u64,
-        new_events: &[NewEvent],
-        metadata: &EventMetadata,
-        occurred_at: DateTime<Utc>,
-        command: Option<&CommandRecord>,
-    ) -> Result<u64, StoreError> {
-        let metadata_json = serde_json::to_value(metadata).map_err(anyhow::Error::new)?;
-        let occurred_at = occurred_at.fixed_offset();
-        let rows: Vec<events::ActiveModel> = new_events
-            .iter()
-            .zip(expected_version + 1..)
-            .map(|(new, version)| events::ActiveModel {
-                id: NotSet,
-                global_position: Set(None),
-                event_id: Set(new.event_id),
-                stream_id: Set(stream_id),
-                version: Set(version as i64),
-                event_type: Set(new.event.event_type().to_owned()),
-                schema_version: Set(new.event.schema_version()),
-                payload: Set(new.event.to_payload()),
-                metadata: Set(metadata_json.clone()),
-                occurred_at: Set(occurred_at),
-                committed_at: NotSet,
-            })
-            .collect();
-
-        let result: Result<(), sea_orm::DbErr> = async {
-            let txn = self.db.begin().await?;
-            if !rows.is_empty() {
-                events::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-            }
-            if let Some(command) = command {
-                command_log::Entity::insert(command_log::ActiveModel {
-                    command_id: Set(command.command_id),
-                    fingerprint: Set(command.fingerprint.clone()),
-                    stream_id: Set(stream_id),
-                    response: Set(command.response.clone()),
-                    created_at: NotSet,
-                })
-                .exec_without_returning(&txn)
-                .await?;
-            }
-            txn.commit().await
-        }
-        .await;
-
-        match result {
-            Ok(()) => {
-                metrics::counter!("events_appended_total").increment(new_events.len() as u64);
-                Ok(expected_version + new_events.len() as u64)
-            }
-            Err(err) => match violated_constraint(&err).as_deref() {
-                Some("events_stream_version_key") => {
-                    Err(StoreError::Conflict { current: self.stream_version(stream_id).await? })
-                }
-                Some("command_log_pkey") => Err(StoreError::DuplicateCommand),
-                _ => Err(err.into()),
-            },
-        }
     }
 
     /// Gives global positions to committed events that have none, in insertion order, at most

@@ -28,7 +28,7 @@ pub fn config(database_url: &str) -> Config {
         log_format: LogFormat::Text,
         request_timeout_ms: 30_000,
         max_request_bytes: 64 * 1024,
-        command_retries: 10,
+        batching: Default::default(),
         broker: messaging::BrokerArgs::new(
             &rabbitmq_url(),
             &format!("test.events.{}", Uuid::new_v4().simple()),
