@@ -1,13 +1,20 @@
 //! `bench`: drives a running mesh and prints what it measured.
 //!
-//! * commands: `--clients` concurrent callers for `--seconds`, each creating a course and
-//!   joining it with fresh users (one durable commit per command);
+//! * the machine's limit in the same run: pgbench, one durable INSERT per transaction at
+//!   `--clients` connections;
+//! * commands: `--clients` participants commenting (one event, one durable commit per command)
+//!   for `--seconds`, spread over one course each and all on one hot course, with the ratios to
+//!   pgbench, latencies, and the Redis read model's lag sampled under that load;
+//! * cold start: the first command on a course of `--cold-events` events on a replica that has
+//!   never seen it (`--cold-command`), against a fresh course;
 //! * relay: time from a command's response to its event arriving on the exchange;
-//! * read-your-writes: time from a JoinCourse response until query-redis-svc serves that
-//!   version (`min_version`).
+//! * read-your-writes (idle): time from a JoinCourse response until query-redis-svc serves
+//!   that version (`min_version`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod cold;
+mod load;
+mod reference;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -39,15 +46,27 @@ struct Args {
     /// HS256 secret the services verify tokens with.
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     secret: String,
-    /// Concurrent command callers.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent command callers (and pgbench connections).
+    #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Length of the throughput run.
+    /// Length of each throughput run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Samples for the latency runs.
     #[arg(long, default_value_t = 200)]
     samples: usize,
+    /// gRPC connections the load is spread over.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// PostgreSQL URL for the pgbench reference (the mesh's database; pgbench uses its own table).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// A second command-svc on the same database, for the cold-start figure.
+    #[arg(long)]
+    cold_command: Option<String>,
+    /// Events of the long course in the cold-start figure.
+    #[arg(long, default_value_t = 50_000)]
+    cold_events: u64,
 }
 
 fn request<T>(secret: &str, user: Uuid, message: T) -> anyhow::Result<Request<T>> {
@@ -98,44 +117,6 @@ async fn open_course(
     let present = v1::PresentCourseRequest { course_id: id.clone(), ..Default::default() };
     commands.present_course(request(secret, instructor, present)?).await?;
     Ok(id)
-}
-
-async fn throughput(args: &Args, channel: Channel) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..args.clients {
-        let mut commands = CourseCommandServiceClient::new(channel.clone());
-        let secret = args.secret.clone();
-        let stop = stop.clone();
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let course = open_course(&mut commands, &secret).await?;
-            while !stop.load(Ordering::Relaxed) {
-                let join =
-                    v1::JoinCourseRequest { course_id: course.clone(), ..Default::default() };
-                let t = Instant::now();
-                commands.join_course(request(&secret, Uuid::now_v7(), join)?).await?;
-                latencies.push(t.elapsed());
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for worker in workers {
-        all.extend(worker.await??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "JoinCourse throughput            {:.0} commands/s with {} clients over {:.1}s",
-        all.len() as f64 / elapsed,
-        args.clients,
-        elapsed
-    );
-    summary("JoinCourse latency (loaded)", all);
-    Ok(())
 }
 
 async fn relay_latency(args: &Args, channel: Channel) -> anyhow::Result<()> {
@@ -229,6 +210,93 @@ async fn read_your_writes(args: &Args, channel: Channel) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn row(name: &str, rate: f64, reference: Option<f64>, latencies: &mut [Duration], errors: usize) {
+    let ratio = reference.map_or("-".to_owned(), |r| format!("{:.2}x", rate / r));
+    println!(
+        "| {name:<38} | {rate:>9.0} | {ratio:>6} | {:>7.1} | {:>7.1} | {errors:>6} |",
+        load::percentile(latencies, 0.50),
+        load::percentile(latencies, 0.99),
+    );
+}
+
+async fn write_path(args: &Args) -> anyhow::Result<()> {
+    let reference = match &args.database_url {
+        Some(url) => Some(reference::pgbench_single_insert(url, args.clients, args.seconds)?),
+        None => None,
+    };
+    let connections = load::Connections::open(&args.command, args.connections).await?;
+    let catalog = Channel::from_shared(args.catalog.clone())?.connect().await?;
+    let spread = load::run(
+        load::Shape::Spread,
+        &connections,
+        &catalog,
+        &args.secret,
+        args.clients,
+        args.seconds,
+    )
+    .await?;
+    let hot = load::run(
+        load::Shape::Hot,
+        &connections,
+        &catalog,
+        &args.secret,
+        args.clients,
+        args.seconds,
+    )
+    .await?;
+    println!();
+    println!(
+        "Write path, {} clients, {} s per run (rates per second, latencies in ms):",
+        args.clients, args.seconds
+    );
+    println!();
+    println!(
+        "| {:<38} | {:>9} | {:>6} | {:>7} | {:>7} | {:>6} |",
+        "workload", "rate", "ratio", "p50", "p99", "errors"
+    );
+    println!("|{:-<40}|{:->11}|{:->8}|{:->9}|{:->9}|{:->8}|", "", ":", ":", ":", ":", ":");
+    if let Some(tps) = reference {
+        println!(
+            "| {:<38} | {tps:>9.0} | {:>6} | {:>7} | {:>7} | {:>6} |",
+            "pgbench: 1 INSERT per transaction", "1.00x", "-", "-", "-"
+        );
+    }
+    for (name, mut result) in
+        [("spread: one course per client", spread), ("hot: every client on one course", hot)]
+    {
+        let rate = result.rate();
+        row(name, rate, reference, &mut result.latencies, result.errors);
+        if let Some(error) = &result.first_error {
+            println!("|   first error: {error}");
+        }
+        let lag_name = format!("  Redis lag under that load (n={})", result.lag.len());
+        println!(
+            "| {lag_name:<38} | {:>9} | {:>6} | {:>7.1} | {:>7.1} | {:>6} |",
+            "-",
+            "-",
+            load::percentile(&mut result.lag, 0.50),
+            load::percentile(&mut result.lag, 0.99),
+            result.lag_errors
+        );
+    }
+    println!();
+    Ok(())
+}
+
+async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
+    let warm = load::Connections::open(&args.command, args.connections).await?;
+    let cold = Channel::from_shared(cold_url.to_owned())?.connect().await?;
+    let result = cold::run(&warm, &cold, &args.secret, args.clients, args.cold_events).await?;
+    println!(
+        "Cold replica, first command: {}-event course {:.1} ms, fresh course {:.1} ms ({:.2}x)",
+        result.events,
+        result.long.as_secs_f64() * 1e3,
+        result.fresh.as_secs_f64() * 1e3,
+        result.long.as_secs_f64() / result.fresh.as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -239,6 +307,9 @@ async fn main() -> anyhow::Result<()> {
     );
     relay_latency(&args, channel.clone()).await?;
     read_your_writes(&args, channel.clone()).await?;
-    throughput(&args, channel).await?;
+    write_path(&args).await?;
+    if let Some(cold) = &args.cold_command {
+        cold_start(&args, cold).await?;
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real command-svc, its real tonic clients, a real PostgreSQL.
 
 mod availability;
+mod batching;
 mod broker;
 mod commands;
 mod concurrency;
