@@ -109,6 +109,7 @@ impl CourseCommands {
 
     /// Runs `command` on course `course_id` for `ctx.actor`.
     #[tracing::instrument(
+        level = "debug",
         skip(self, ctx, command),
         fields(command = command.name(), %course_id, actor = %ctx.actor)
     )]
