@@ -154,7 +154,9 @@ impl Application {
         let routes = Routes::new(
             CourseCommandServiceServer::new(command_api).max_decoding_message_size(max_bytes),
         )
-        .add_service(EventStoreServiceServer::new(event_store_api).max_decoding_message_size(max_bytes));
+        .add_service(
+            EventStoreServiceServer::new(event_store_api).max_decoding_message_size(max_bytes),
+        );
 
         tracing::info!(addr = %server.local_addr()?, "command-svc listening");
         let drain = {

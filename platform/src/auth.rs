@@ -375,6 +375,77 @@ impl AuthArgs {
     }
 }
 
+/// The bearer token a client sends with every call: fixed, or read from a file at every call
+/// (so that a token rotated on disk, e.g. a mounted Kubernetes Secret, is picked up).
+#[derive(Clone, Default)]
+pub enum Credential {
+    /// No `authorization` metadata.
+    #[default]
+    None,
+    /// This token.
+    Token(String),
+    /// The token in this file (surrounding whitespace ignored).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::None => f.write_str("Credential::None"),
+            Credential::Token(_) => f.write_str("Credential::Token(<redacted>)"),
+            Credential::File(path) => write!(f, "Credential::File({})", path.display()),
+        }
+    }
+}
+
+impl Credential {
+    /// A fixed token, or the token file, or none; a clear error when both are given.
+    pub fn from_settings(
+        token: Option<&str>,
+        file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        match (token, file) {
+            (Some(_), Some(_)) => anyhow::bail!("set a token or a token file, not both"),
+            (Some(token), None) => Ok(Credential::Token(token.trim().to_owned())),
+            (None, Some(path)) => {
+                std::fs::metadata(path)
+                    .map_err(|e| anyhow::anyhow!("token file {}: {e}", path.display()))?;
+                Ok(Credential::File(path.to_owned()))
+            }
+            (None, None) => Ok(Credential::None),
+        }
+    }
+
+    fn header(
+        &self,
+    ) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, tonic::Status> {
+        let token = match self {
+            Credential::None => return Ok(None),
+            Credential::Token(token) => token.clone(),
+            Credential::File(path) => std::fs::read_to_string(path).map_err(|err| {
+                tracing::warn!(%err, path = %path.display(), "cannot read the token file");
+                tonic::Status::unavailable("the client's credential is unreadable")
+            })?,
+        };
+        format!("Bearer {}", token.trim())
+            .parse()
+            .map(Some)
+            .map_err(|_| tonic::Status::invalid_argument("the client's token is not ASCII"))
+    }
+}
+
+impl tonic::service::Interceptor for Credential {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = self.header()? {
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
+
 /// Mints an HS256 token for `sub`, valid for `ttl` (development and tests).
 pub fn mint_hs256(secret: &[u8], sub: Uuid, ttl: Duration) -> anyhow::Result<String> {
     mint_hs256_with_roles(secret, &sub.to_string(), &[ROLE_USER], ttl)

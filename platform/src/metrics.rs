@@ -128,8 +128,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        let method =
-            if self.known.contains(path) { path.to_owned() } else { "unknown".to_owned() };
+        let method = if self.known.contains(path) { path.to_owned() } else { "unknown".to_owned() };
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {

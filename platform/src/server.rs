@@ -115,7 +115,11 @@ impl Policy {
     /// Health and reflection: public.
     fn with_infrastructure(self) -> Self {
         self.service("grpc.health.v1.Health", &["Check", "Watch"], Access::Public)
-            .service("grpc.reflection.v1.ServerReflection", &["ServerReflectionInfo"], Access::Public)
+            .service(
+                "grpc.reflection.v1.ServerReflection",
+                &["ServerReflectionInfo"],
+                Access::Public,
+            )
             .service(
                 "grpc.reflection.v1alpha.ServerReflection",
                 &["ServerReflectionInfo"],

@@ -124,7 +124,9 @@ impl CourseCommands {
     #[tracing::instrument(
         skip(self, ctx, command),
         fields(command = command.name(), %course_id, actor = %ctx.actor),
-        err(Display)
+        // Refusals are business outcomes; what an operator must act on is logged at ERROR
+        // where it is mapped to a status.
+        err(level = "info", Display)
     )]
     pub async fn execute(
         &self,

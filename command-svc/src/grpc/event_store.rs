@@ -124,12 +124,13 @@ impl EventStoreService for EventStoreApi {
         let r = request.into_inner();
         let from_position = bounded("from_position", r.from_position)?;
         self.readiness.check()?;
-        let permit = match r.follow {
-            true => Some(self.followers.clone().try_acquire_owned().map_err(|_| {
-                Status::resource_exhausted("too many follow streams; retry later")
-            })?),
-            false => None,
-        };
+        let permit =
+            match r.follow {
+                true => Some(self.followers.clone().try_acquire_owned().map_err(|_| {
+                    Status::resource_exhausted("too many follow streams; retry later")
+                })?),
+                false => None,
+            };
         let idle_timeout = self.idle_timeout;
         let max = if r.max_count == 0 { u64::MAX } else { u64::from(r.max_count) };
         let (tx, rx) = mpsc::channel(256);
