@@ -375,8 +375,9 @@ impl AuthArgs {
     }
 }
 
-/// The bearer token a client sends with every call: fixed, or read from a file at every call
-/// (so that a token rotated on disk, e.g. a mounted Kubernetes Secret, is picked up).
+/// The bearer token a client sends with every call that carries none of its own: fixed, or
+/// read from a file at every call (so that a token rotated on disk, e.g. a mounted Kubernetes
+/// Secret, is picked up).
 #[derive(Clone, Default)]
 pub enum Credential {
     /// No `authorization` metadata.
@@ -439,6 +440,10 @@ impl tonic::service::Interceptor for Credential {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
+        // A request that already carries a token keeps it.
+        if request.metadata().contains_key("authorization") {
+            return Ok(request);
+        }
         if let Some(value) = self.header()? {
             request.metadata_mut().insert("authorization", value);
         }
