@@ -56,6 +56,10 @@ case "${1:-start}" in
     psql "${DATABASE_URL%/*}/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
       || psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE \"$db\""
     start_one command-svc "$COMMAND_ADDR" course.v1.CourseCommandService "$bin/command-svc"
+    # Development only: the query services get a service-role token minted with the dev secret.
+    # In a deployment the token is issued to each service and given as EVENT_STORE_TOKEN_FILE.
+    EVENT_STORE_TOKEN=$("$bin/command-svc" token --sub query-services --role service --ttl-secs 2592000)
+    export EVENT_STORE_TOKEN
     EVENT_STORE_URL="http://$COMMAND_ADDR" QUEUE_NAME="${QUEUE_PREFIX}query-redis.course-events" \
       start_one query-redis-svc "$REDIS_QUERY_ADDR" course.v1.CatalogQueryService "$bin/query-redis-svc"
     if [ -x "$bin/query-mongo-svc" ]; then

@@ -82,10 +82,17 @@ again=$(call "$T_ALICE" CommentCourse "{\"course_id\":\"$COURSE\",\"command_id\"
 [ "$first" = "$again" ] || fail "retry answered differently: $first vs $again"
 
 step "the events, read back through EventStoreService.ReadStream"
-events=$("$GRPCURL" -plaintext -d "{\"course_id\":\"$COURSE\"}" "$ADDR" course.v1.EventStoreService/ReadStream | jq -s -c '[.[].event.eventType]')
+T_OPERATOR=$("$COMMAND_SVC" token --sub walkthrough-operator --role operator)
+events=$("$GRPCURL" -plaintext -H "authorization: Bearer $T_OPERATOR" -d "{\"course_id\":\"$COURSE\"}" "$ADDR" course.v1.EventStoreService/ReadStream | jq -s -c '[.[].event.eventType]')
 echo "$events"
 [ "$events" = '["CourseCreated","CourseTitleChanged","CourseDescriptionChanged","SectionAdded","CoursePresented","UserJoinedCourse","UserJoinedCourse","CourseActivated","CourseCommented","UserLeftCourse","CourseCompleted","CourseCommented"]' ] \
   || fail "unexpected event stream"
+
+step "the event store is for services and operators: anonymous -> UNAUTHENTICATED, a user -> PERMISSION_DENIED"
+"$GRPCURL" -plaintext -d "{\"course_id\":\"$COURSE\"}" "$ADDR" course.v1.EventStoreService/ReadStream 2>&1 | grep -q Unauthenticated \
+  || fail "anonymous ReadStream was not refused"
+"$GRPCURL" -plaintext -H "authorization: Bearer $T_ALICE" -d "{\"course_id\":\"$COURSE\"}" "$ADDR" course.v1.EventStoreService/ReadStream 2>&1 | grep -q PermissionDenied \
+  || fail "a user's ReadStream was not refused"
 
 step "errors: no token -> UNAUTHENTICATED"
 expect_error Unauthenticated "not-a-token" PresentCourse "{\"course_id\":\"$COURSE\"}"

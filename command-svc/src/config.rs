@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use messaging::BrokerArgs;
-use platform::auth::AuthArgs;
+use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
-use uuid::Uuid;
 
 /// The command side of the course platform.
 #[derive(Debug, Parser)]
@@ -26,11 +25,17 @@ pub enum Action {
     Serve,
     /// Apply event-store migrations and exit.
     Migrate,
-    /// Print a development HS256 token for `--sub`, signed with AUTH_JWT_SECRET.
+    /// Print a development HS256 token for `--sub`, signed with AUTH_JWT_SECRET, carrying
+    /// `--role`s in the `roles` claim (`service` for a query service's EVENT_STORE_TOKEN,
+    /// `operator` for admin RPCs).
     Token {
-        /// The user id the token names (a new random one when omitted).
+        /// The subject: a user's UUID (a new random one when omitted), or a service's name.
         #[arg(long)]
-        sub: Option<Uuid>,
+        sub: Option<String>,
+        /// A role to grant (repeatable): `user` (implied by a UUID subject), `service`,
+        /// `operator`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl_secs: u64,
@@ -57,19 +62,25 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`).
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
-    /// Bearer-token verification (`token` signs with AUTH_JWT_SECRET).
+    /// The gRPC server: limits, keep-alive, bearer-token verification (`token` signs with
+    /// AUTH_JWT_SECRET).
     #[command(flatten)]
-    pub auth: AuthArgs,
+    pub server: ServerArgs,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Longest a request may run before it is cancelled (milliseconds); a shorter client
-    /// deadline (grpc-timeout) wins.
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_timeout_ms: u64,
-    /// Largest accepted request message, in bytes.
-    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
-    pub max_request_bytes: usize,
+    /// PostgreSQL connections of EventStoreService's readers: a pool of their own, so that
+    /// readers can never take the connections commands need.
+    #[arg(long, env = "EVENT_STORE_READ_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub event_store_read_connections: u32,
+    /// Most concurrent `ReadAll {follow: true}` streams; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_FOLLOW_STREAMS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_follow_streams: u64,
+    /// A follow stream that has had nothing to send for this long ends with UNAVAILABLE
+    /// (resume from the last global_position), seconds.
+    #[arg(long, env = "FOLLOW_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub follow_idle_timeout_secs: u64,
     /// Where the outbox relay publishes.
     #[command(flatten)]
     pub broker: BrokerArgs,

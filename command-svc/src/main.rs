@@ -18,13 +18,21 @@ async fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Action::Migrate => migrate(&cli.config.database_url).await,
-        Action::Token { sub, ttl_secs } => match cli.config.auth.auth_jwt_secret {
-            Some(secret) => auth::mint_hs256(
-                secret.as_bytes(),
-                sub.unwrap_or_else(Uuid::now_v7),
-                Duration::from_secs(ttl_secs),
-            )
-            .map(|token| println!("{token}")),
+        Action::Token { sub, roles, ttl_secs } => match cli.config.server.auth.auth_jwt_secret {
+            Some(secret) => {
+                let sub = sub.unwrap_or_else(|| Uuid::now_v7().to_string());
+                let mut roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                if roles.is_empty() && Uuid::parse_str(&sub).is_ok() {
+                    roles.push(auth::ROLE_USER);
+                }
+                auth::mint_hs256_with_roles(
+                    secret.as_bytes(),
+                    &sub,
+                    &roles,
+                    Duration::from_secs(ttl_secs),
+                )
+                .map(|token| println!("{token}"))
+            }
             None => Err(anyhow::anyhow!("set AUTH_JWT_SECRET to mint a token")),
         },
     };

@@ -7,18 +7,19 @@ use std::time::Duration;
 use anyhow::Context;
 use course_proto::v1::course_command_service_server::CourseCommandServiceServer;
 use course_proto::v1::event_store_service_server::EventStoreServiceServer;
-use platform::auth::Authenticator;
+use platform::auth::{ROLE_OPERATOR, ROLE_SERVICE};
 use platform::retry::{next_delay, reconnect_backoff};
+use platform::server::{Access, GrpcServer, Policy};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::app::CourseCommands;
 use crate::config::Config;
-use crate::grpc::{CommandApi, EventStoreApi};
+use crate::grpc::{CommandApi, EventStoreApi, FollowLimits};
 use crate::readiness::Readiness;
 use crate::relay::{RelayConfig, run_relay};
 use crate::sequencer::{run_head_listener, run_sequencer};
@@ -27,15 +28,42 @@ use crate::store::EventStore;
 /// Names under which `grpc.health.v1` reports.
 const HEALTH_NAMES: [&str; 3] =
     ["", "course.v1.CourseCommandService", "course.v1.EventStoreService"];
+/// Who may call what: commands need a user (ownership and membership are the domain's rules);
+/// the event store holds every comment and user id, so it is for services and operators.
+pub fn policy() -> Policy {
+    Policy::new()
+        .service(
+            "course.v1.CourseCommandService",
+            &[
+                "CreateCourse",
+                "ChangeCourseTitle",
+                "ChangeCourseDescription",
+                "AddSection",
+                "PresentCourse",
+                "ActivateCourse",
+                "CompleteCourse",
+                "JoinCourse",
+                "LeaveCourse",
+                "CommentCourse",
+            ],
+            Access::Authenticated,
+        )
+        .service(
+            "course.v1.EventStoreService",
+            &["ReadStream", "ReadAll"],
+            Access::Roles(&[ROLE_SERVICE, ROLE_OPERATOR]),
+        )
+}
+
 /// How often the store is pinged to keep health current.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A bound, ready-to-run command service.
 pub struct Application {
-    listener: TcpListener,
+    server: GrpcServer,
     config: Config,
     store: EventStore,
-    auth: Authenticator,
+    readers: EventStore,
     broker: messaging::Pool,
     metrics: TcpListener,
 }
@@ -44,25 +72,28 @@ impl Application {
     /// Validates the configuration, binds the listener and prepares the store (lazily: a
     /// PostgreSQL that is down does not stop the service from starting).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let auth = config.auth.authenticator()?;
         let store = EventStore::connect_lazy(&config.database_url, config.database_max_connections)
             .await
             .context("invalid DATABASE_URL")?;
-        let listener = TcpListener::bind(config.grpc_listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
+        // EventStoreService reads on a pool of their own: readers cannot starve commands.
+        let readers =
+            EventStore::connect_lazy(&config.database_url, config.event_store_read_connections)
+                .await
+                .context("invalid DATABASE_URL")?;
+        let server =
+            GrpcServer::bind(config.grpc_listen, config.server.clone(), &HEALTH_NAMES).await?;
         let broker =
             messaging::pool(&config.broker.rabbitmq_url, 2).context("invalid RABBITMQ_URL")?;
         let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
             format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
         })?;
         platform::metrics::recorder();
-        Ok(Self { listener, config, store, auth, broker, metrics })
+        Ok(Self { server, config, store, readers, broker, metrics })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.server.port()
     }
 
     /// The port of the metrics endpoint.
@@ -73,13 +104,12 @@ impl Application {
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls and
     /// stops the background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, config, store, auth, broker, metrics } = self;
+        let Self { server, config, store, readers, broker, metrics } = self;
         let stop = CancellationToken::new();
         let readiness = Readiness::default();
         let appended = Arc::new(Notify::new());
         let (head_tx, head_rx) = watch::channel(0u64);
-        let (health, health_service) = tonic_health::server::health_reporter();
-        set_health(&health, ServingStatus::NotServing).await;
+        let health = server.health();
 
         let relay = RelayConfig {
             exchange: config.broker.rabbitmq_exchange.clone(),
@@ -114,50 +144,38 @@ impl Application {
         ];
 
         let commands = CourseCommands::new(store.clone(), &config.batching, appended);
-        let command_api = CommandApi::new(commands, auth, readiness.clone());
-        let event_store_api = EventStoreApi::new(store, head_rx, stop.clone(), readiness);
-        let (reflection_v1, reflection_v1alpha) =
-            platform::grpc::reflection_services(&[course_proto::FILE_DESCRIPTOR_SET])?;
+        let command_api = CommandApi::new(commands, readiness.clone());
+        let follow = FollowLimits {
+            max_streams: config.max_follow_streams as usize,
+            idle_timeout: Duration::from_secs(config.follow_idle_timeout_secs),
+        };
+        let event_store_api = EventStoreApi::new(readers, head_rx, stop.clone(), readiness, follow);
+        let max_bytes = config.server.max_request_bytes;
+        let routes = Routes::new(
+            CourseCommandServiceServer::new(command_api).max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            EventStoreServiceServer::new(event_store_api).max_decoding_message_size(max_bytes),
+        );
 
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "command-svc listening");
+        tracing::info!(addr = %server.local_addr()?, "command-svc listening");
         let drain = {
-            let health = health.clone();
             let stop = stop.clone();
             async move {
                 shutdown.await;
-                set_health(&health, ServingStatus::NotServing).await;
                 // Ends follow streams so that the server can drain.
                 stop.cancel();
-                tracing::info!("draining in-flight calls");
             }
         };
-        Server::builder()
-            .timeout(Duration::from_millis(config.request_timeout_ms))
-            .concurrency_limit_per_connection(256)
-            .trace_fn(platform::grpc::request_span)
-            .layer(platform::metrics::GrpcMetricsLayer)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                CourseCommandServiceServer::new(command_api)
-                    .max_decoding_message_size(config.max_request_bytes),
-            )
-            .add_service(
-                EventStoreServiceServer::new(event_store_api)
-                    .max_decoding_message_size(config.max_request_bytes),
-            )
-            .serve_with_incoming_shutdown(platform::grpc::incoming(listener), drain)
-            .await
-            .context("gRPC server failed")?;
+        let served =
+            server.serve(routes, policy(), &[course_proto::FILE_DESCRIPTOR_SET], drain).await;
 
         stop.cancel();
         for task in tasks {
             let _ = task.await;
         }
         tracing::info!("command-svc stopped");
-        Ok(())
+        served
     }
 }
 

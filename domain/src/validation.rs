@@ -4,6 +4,11 @@
 use crate::MAX_PARTICIPANTS_LIMIT;
 
 fn text(raw: &str, min: usize, max: usize) -> Result<String, String> {
+    // NUL and other control characters (line breaks and tabs aside) are never text: PostgreSQL
+    // refuses NUL, and the others hide in logs and displays.
+    if raw.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err("must not contain control characters".to_owned());
+    }
     let trimmed = raw.trim();
     let chars = trimmed.chars().count();
     if chars < min || chars > max {
@@ -66,9 +71,14 @@ pub fn video_url(raw: &str) -> Result<String, String> {
     Ok(trimmed)
 }
 
-/// A UUID in its usual text form.
+/// A UUID in its usual text form. The refusal quotes at most the first 40 characters of the
+/// input (escaped), never a whole payload.
 pub fn uuid(raw: &str) -> Result<uuid::Uuid, String> {
-    uuid::Uuid::parse_str(raw.trim()).map_err(|_| format!("must be a UUID (got {raw:?})"))
+    uuid::Uuid::parse_str(raw.trim()).map_err(|_| {
+        let shown: String = raw.chars().take(40).collect();
+        let more = if raw.chars().nth(40).is_some() { "…" } else { "" };
+        format!("must be a UUID (got {shown:?}{more})")
+    })
 }
 
 #[cfg(test)]
@@ -108,5 +118,21 @@ mod tests {
     fn uuids_are_parsed_strictly() {
         assert!(uuid("0191d1c2-2f5e-7c39-9f7d-3c1b8a8e1a01").is_ok());
         assert!(uuid("not-a-uuid").is_err());
+    }
+
+    #[test]
+    fn a_malformed_uuid_is_quoted_only_in_part() {
+        let message = uuid(&format!("x{}", "secret".repeat(1000))).expect_err("refused");
+        assert!(message.len() < 80, "{message}");
+        assert!(uuid("abc").expect_err("refused").contains("\"abc\""));
+    }
+
+    #[test]
+    fn nul_and_other_control_characters_are_refused_but_line_breaks_are_text() {
+        assert!(title("a\0b").is_err());
+        assert!(comment("hi\u{1b}[2J").is_err());
+        assert!(category("x\u{7f}").is_err());
+        assert!(description("line one\nline two\tend").is_ok());
+        assert!(comment("two\r\nlines").is_ok());
     }
 }

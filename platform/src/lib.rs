@@ -6,5 +6,6 @@ pub mod grpc;
 pub mod metrics;
 pub mod propagation;
 pub mod retry;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -2,9 +2,10 @@
 //! text format on `METRICS_LISTEN` by a minimal HTTP responder, and a tower layer that counts
 //! and times every gRPC call by method and status code.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -79,14 +80,25 @@ pub async fn serve(listener: TcpListener, stop: CancellationToken) {
 }
 
 /// Counts (`grpc_server_requests_total`) and times (`grpc_server_request_duration_seconds`)
-/// every gRPC call, labelled by `method` and gRPC status `code`.
+/// every gRPC call, labelled by `method` and gRPC status `code`. Only the methods the server
+/// knows are labelled by name; any other path is `unknown`, so that random paths cannot grow
+/// the number of series.
 #[derive(Debug, Clone, Default)]
-pub struct GrpcMetricsLayer;
+pub struct GrpcMetricsLayer {
+    known: Arc<HashSet<String>>,
+}
+
+impl GrpcMetricsLayer {
+    /// Labels the paths in `known` (`/package.Service/Method`) by name, the rest `unknown`.
+    pub fn new(known: impl IntoIterator<Item = String>) -> Self {
+        Self { known: Arc::new(known.into_iter().collect()) }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
+        GrpcMetrics { inner, known: self.known.clone() }
     }
 }
 
@@ -94,6 +106,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
+    known: Arc<HashSet<String>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -114,7 +127,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_owned();
+        let path = request.uri().path();
+        let method = if self.known.contains(path) { path.to_owned() } else { "unknown".to_owned() };
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {

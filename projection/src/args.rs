@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use messaging::BrokerArgs;
+use platform::auth::Credential;
 
 use crate::runtime::RuntimeConfig;
 
@@ -22,6 +23,13 @@ pub struct ProjectionArgs {
     /// command-svc's gRPC URL (EventStoreService), read to fill version gaps and to rebuild.
     #[arg(long, env = "EVENT_STORE_URL", default_value = "http://127.0.0.1:50051")]
     pub event_store_url: String,
+    /// Bearer token this service sends to EventStoreService: one issued to it with the
+    /// `service` role (never minted here).
+    #[arg(long, env = "EVENT_STORE_TOKEN", hide_env_values = true)]
+    pub event_store_token: Option<String>,
+    /// File holding that token, read at every call (a rotated token is picked up).
+    #[arg(long, env = "EVENT_STORE_TOKEN_FILE")]
+    pub event_store_token_file: Option<std::path::PathBuf>,
     /// Longest a read with `min_version`/`min_position` waits for the read model to catch up
     /// (milliseconds) before answering UNAVAILABLE.
     #[arg(long, env = "READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -41,6 +49,8 @@ impl ProjectionArgs {
             delivery_limit: 5,
             prefetch: 64,
             event_store_url: event_store_url.to_owned(),
+            event_store_token: None,
+            event_store_token_file: None,
             read_your_writes_timeout_ms: 2000,
             rebuild_on_start: false,
         }
@@ -51,16 +61,28 @@ impl ProjectionArgs {
         Duration::from_millis(self.read_your_writes_timeout_ms)
     }
 
-    /// The runtime settings for the consumer of `queue`.
-    pub fn runtime(&self, queue: &str) -> RuntimeConfig {
-        RuntimeConfig {
+    /// The runtime settings for the consumer of `queue`; an error when the event-store
+    /// credential is missing or unreadable.
+    pub fn runtime(&self, queue: &str) -> anyhow::Result<RuntimeConfig> {
+        let credential = Credential::from_settings(
+            self.event_store_token.as_deref(),
+            self.event_store_token_file.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("EVENT_STORE_TOKEN / EVENT_STORE_TOKEN_FILE: {e}"))?;
+        if matches!(credential, Credential::None) {
+            anyhow::bail!(
+                "set EVENT_STORE_TOKEN or EVENT_STORE_TOKEN_FILE: EventStoreService needs a token with the `service` role"
+            );
+        }
+        Ok(RuntimeConfig {
             rabbitmq_url: self.broker.rabbitmq_url.clone(),
             exchange: self.broker.rabbitmq_exchange.clone(),
             queue: queue.to_owned(),
             delivery_limit: self.delivery_limit,
             prefetch: self.prefetch,
             event_store_url: self.event_store_url.clone(),
+            event_store_credential: credential,
             rebuild_on_start: self.rebuild_on_start,
-        }
+        })
     }
 }

@@ -25,3 +25,11 @@ pub use progress::{Applied, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};
 pub use read_model::{Generations, ReadModel, ReadModelError, Saved};
 pub mod runtime;
+
+/// The event-store client of a projection: it sends the service's own credential.
+pub type EventStoreClient = course_proto::v1::event_store_service_client::EventStoreServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        platform::auth::Credential,
+    >,
+>;

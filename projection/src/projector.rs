@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use course_proto::v1::ReadStreamRequest;
-use course_proto::v1::event_store_service_client::EventStoreServiceClient;
 use futures::StreamExt;
-use tonic::transport::Channel;
 
 use crate::decode::{DecodeError, from_envelope};
 use crate::fold::{FoldError, StoredEvent, apply};
@@ -67,13 +65,13 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct Projector<M: ReadModel> {
     model: M,
-    events: EventStoreServiceClient<Channel>,
+    events: crate::EventStoreClient,
     progress: Progress,
 }
 
 impl<M: ReadModel> Projector<M> {
     /// `events` reads missing events from command-svc's EventStoreService.
-    pub fn new(model: M, events: EventStoreServiceClient<Channel>, progress: Progress) -> Self {
+    pub fn new(model: M, events: crate::EventStoreClient, progress: Progress) -> Self {
         Self { model, events, progress }
     }
 

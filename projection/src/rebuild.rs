@@ -15,9 +15,7 @@
 //! the event store first.
 
 use course_proto::v1::ReadAllRequest;
-use course_proto::v1::event_store_service_client::EventStoreServiceClient;
 use futures::StreamExt;
-use tonic::transport::Channel;
 
 use crate::decode::from_envelope;
 use crate::projector::{ProjectError, Projector};
@@ -98,7 +96,7 @@ pub async fn abandon<M: ReadModel>(model: &M, generation: u32) -> Result<(), Reb
 /// Runs steps 2-4 for a generation reserved with [`begin`].
 pub async fn complete<M: ReadModel>(
     projector: &Projector<M>,
-    events: EventStoreServiceClient<Channel>,
+    events: crate::EventStoreClient,
     marked: Generations,
     generation: u32,
 ) -> Result<(), RebuildError> {
@@ -126,7 +124,7 @@ pub async fn complete<M: ReadModel>(
 /// short (caught up). Returns the last position applied.
 async fn replay<M: ReadModel>(
     projector: &Projector<M>,
-    mut events: EventStoreServiceClient<Channel>,
+    mut events: crate::EventStoreClient,
     generation: u32,
     from: u64,
 ) -> Result<u64, RebuildError> {

@@ -13,13 +13,15 @@ use course_proto::v1::{
     RebuildReadModelResponse,
 };
 use messaging::{ConsumerTopology, Pool};
+use platform::auth::Credential;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::EventStoreClient;
 use crate::consumer::run_consumer;
 use crate::progress::Progress;
 use crate::projector::Projector;
@@ -42,6 +44,8 @@ pub struct RuntimeConfig {
     pub prefetch: u16,
     /// command-svc's gRPC address, for gap filling and rebuilds.
     pub event_store_url: String,
+    /// The bearer token sent to the event store.
+    pub event_store_credential: Credential,
     /// Rebuild into a fresh generation at start-up even when data exists.
     pub rebuild_on_start: bool,
 }
@@ -49,7 +53,7 @@ pub struct RuntimeConfig {
 /// The running projection of one query service.
 pub struct Runtime<M: ReadModel> {
     projector: Projector<M>,
-    events: EventStoreServiceClient<Channel>,
+    events: EventStoreClient,
     pool: Pool,
     config: RuntimeConfig,
     stop: CancellationToken,
@@ -63,7 +67,10 @@ impl<M: ReadModel> Runtime<M> {
         let endpoint = Endpoint::from_shared(config.event_store_url.clone())
             .map_err(|e| anyhow::anyhow!("invalid EVENT_STORE_URL: {e}"))?
             .connect_timeout(Duration::from_secs(3));
-        let events = EventStoreServiceClient::new(endpoint.connect_lazy());
+        let events = EventStoreServiceClient::with_interceptor(
+            endpoint.connect_lazy(),
+            config.event_store_credential.clone(),
+        );
         let pool = messaging::pool(&config.rabbitmq_url, 4)
             .map_err(|e| anyhow::anyhow!("invalid RABBITMQ_URL: {e}"))?;
         let projector = Projector::new(model, events.clone(), Progress::new());
@@ -144,7 +151,7 @@ impl<M: ReadModel> Runtime<M> {
 /// retrying until the event store and the storage answer.
 async fn initial_build<M: ReadModel>(
     projector: Projector<M>,
-    events: EventStoreServiceClient<Channel>,
+    events: EventStoreClient,
     force: bool,
     stop: CancellationToken,
 ) {
@@ -258,7 +265,7 @@ async fn report_health<M: ReadModel>(
 /// `course.v1.ProjectionAdminService`.
 pub struct AdminApi<M: ReadModel> {
     projector: Projector<M>,
-    events: EventStoreServiceClient<Channel>,
+    events: EventStoreClient,
 }
 
 #[tonic::async_trait]
@@ -297,7 +304,10 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
             Err(RebuildError::Raced) => {
                 return Err(Status::aborted("the generations changed concurrently; retry"));
             }
-            Err(err) => return Err(Status::unavailable(err.to_string())),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot reserve a rebuild generation");
+                return Err(Status::unavailable("the read model is unavailable; retry later"));
+            }
         };
         let projector = self.projector.clone();
         let events = self.events.clone();
@@ -317,7 +327,12 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
         if wait {
             match task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => return Err(Status::unavailable(format!("rebuild failed: {err}"))),
+                // The cause is logged by the task; its text stays inside.
+                Ok(Err(_)) => {
+                    return Err(Status::unavailable(
+                        "the rebuild failed; the previous generation stays active (see the service's log)",
+                    ));
+                }
                 Err(_) => return Err(Status::internal("rebuild task failed")),
             }
         }

@@ -191,7 +191,9 @@ async fn main() -> Result<(), Error> {
             min_version: Some(version),
             ..Default::default()
         };
-        async move { client.list_course_participants(request).await }
+        let request =
+            authed(request, &instructor).map_err(|e| tonic::Status::internal(e.to_string()));
+        async move { client.list_course_participants(request?).await }
     })
     .await?
     .into_inner()
@@ -210,7 +212,9 @@ async fn main() -> Result<(), Error> {
         let mut client = details.clone();
         let request =
             GetCourseDetailsRequest { course_id: course_id.clone(), min_version: Some(version) };
-        async move { client.get_course_details(request).await }
+        let request =
+            authed(request, &instructor).map_err(|e| tonic::Status::internal(e.to_string()));
+        async move { client.get_course_details(request?).await }
     })
     .await?
     .into_inner()
@@ -223,7 +227,9 @@ async fn main() -> Result<(), Error> {
             min_version: Some(version),
             ..Default::default()
         };
-        async move { client.list_course_comments(request).await }
+        let request =
+            authed(request, &instructor).map_err(|e| tonic::Status::internal(e.to_string()));
+        async move { client.list_course_comments(request?).await }
     })
     .await?
     .into_inner()

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use platform::auth::AuthArgs;
+use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 
@@ -32,9 +32,9 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`).
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9092")]
     pub metrics_listen: SocketAddr,
-    /// How bearer tokens are verified (AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE).
+    /// The gRPC server: limits, keep-alive, bearer-token verification.
     #[command(flatten)]
-    pub auth: AuthArgs,
+    pub server: ServerArgs,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -64,6 +64,16 @@ mod tests {
             "GRPC_LISTEN",
             "AUTH_JWT_SECRET",
             "AUTH_JWT_PUBLIC_KEY_FILE",
+            "AUTH_JWKS_FILE",
+            "AUTH_ISSUER",
+            "AUTH_AUDIENCE",
+            "AUTH_LEEWAY_SECS",
+            "AUTH_ROLES_CLAIM",
+            "EVENT_STORE_TOKEN",
+            "EVENT_STORE_TOKEN_FILE",
+            "REQUEST_TIMEOUT_MS",
+            "MAX_REQUEST_BYTES",
+            "MAX_CONCURRENT_REQUESTS",
             "LOG_FORMAT",
             "DELIVERY_LIMIT",
             "PREFETCH",
@@ -88,9 +98,11 @@ mod tests {
     }
 
     #[test]
-    fn a_short_secret_or_no_verifier_is_refused_at_start_up() {
-        assert!(AuthArgs::default().authenticator().is_err());
-        assert!(AuthArgs::hs256("short").authenticator().is_err());
-        assert!(AuthArgs::hs256("long-enough-secret-0123").authenticator().is_ok());
+    fn a_missing_event_store_credential_is_refused_at_start_up() {
+        let config = Config::try_parse_from(["query-mongo-svc"]).expect("parses");
+        assert!(config.projection.runtime("q").is_err());
+        let config =
+            Config::try_parse_from(["query-mongo-svc", "--event-store-token", "t"]).expect("ok");
+        assert!(config.projection.runtime("q").is_ok());
     }
 }

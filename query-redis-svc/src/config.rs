@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use platform::auth::AuthArgs;
+use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 
@@ -34,9 +34,9 @@ pub struct Config {
     /// Where the events come from and how they are consumed.
     #[command(flatten)]
     pub projection: ProjectionArgs,
-    /// Bearer-token verification for ListUserCourses.
+    /// The gRPC server: limits, keep-alive, bearer-token verification.
     #[command(flatten)]
-    pub auth: AuthArgs,
+    pub server: ServerArgs,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use course_domain::{CourseStatus, validation};
 use course_proto::timestamp;
 use course_proto::v1::{self, catalog_query_service_server::CatalogQueryService};
-use platform::auth::Authenticator;
+use platform::auth::Identity;
 use platform::grpc::Violations;
 use projection::fold::CourseSummary;
 use projection::wait::{self, WaitError};
@@ -25,18 +25,45 @@ pub const MAX_PAGE_SIZE: usize = 100;
 pub struct CatalogApi {
     model: RedisReadModel,
     progress: Progress,
-    auth: Authenticator,
     wait_timeout: Duration,
 }
 
 impl CatalogApi {
-    pub fn new(
-        model: RedisReadModel,
-        progress: Progress,
-        auth: Authenticator,
-        wait_timeout: Duration,
-    ) -> Self {
-        Self { model, progress, auth, wait_timeout }
+    pub fn new(model: RedisReadModel, progress: Progress, wait_timeout: Duration) -> Self {
+        Self { model, progress, wait_timeout }
+    }
+
+    /// Whether `caller` may see who is in `course`: its instructor, a current participant, or
+    /// an operator.
+    async fn may_see_members(
+        &self,
+        generation: u32,
+        caller: &Identity,
+        instructor: Uuid,
+        course: Uuid,
+    ) -> Result<bool, Status> {
+        if caller.is_operator() {
+            return Ok(true);
+        }
+        let Some(user) = caller.user else { return Ok(false) };
+        if user == instructor {
+            return Ok(true);
+        }
+        let mut after = None;
+        loop {
+            let page = self
+                .model
+                .enrolments(generation, user, after.as_ref(), MAX_PAGE_SIZE)
+                .await
+                .map_err(storage)?;
+            if page.iter().any(|joined| joined.id == course) {
+                return Ok(true);
+            }
+            if page.len() < MAX_PAGE_SIZE {
+                return Ok(false);
+            }
+            after = page.last().cloned();
+        }
     }
 
     async fn active(&self) -> Result<u32, Status> {
@@ -212,6 +239,9 @@ impl CatalogQueryService for CatalogApi {
         &self,
         request: Request<v1::ListCourseParticipantsRequest>,
     ) -> Result<Response<v1::ListCourseParticipantsResponse>, Status> {
+        let caller = platform::server::caller(&request).cloned().ok_or_else(|| {
+            Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+        })?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let course = v.check("course_id", validation::uuid(&r.course_id));
@@ -220,8 +250,13 @@ impl CatalogQueryService for CatalogApi {
         let Some(course) = course else { return Err(Status::invalid_argument("course_id")) };
         self.wait_version(course, r.min_version).await?;
         let generation = self.active().await?;
-        if self.model.summary(generation, course).await.map_err(storage)?.is_none() {
+        let Some(found) = self.model.summary(generation, course).await.map_err(storage)? else {
             return Err(Status::not_found("course not found"));
+        };
+        if !self.may_see_members(generation, &caller, found.instructor_id, course).await? {
+            return Err(Status::permission_denied(
+                "a course's participants are visible to its instructor and participants only",
+            ));
         }
         let limit = page_size(r.page_size);
         let page = self
@@ -251,17 +286,21 @@ impl CatalogQueryService for CatalogApi {
         &self,
         request: Request<v1::ListUserCoursesRequest>,
     ) -> Result<Response<v1::ListUserCoursesResponse>, Status> {
-        let caller = self.auth.authenticate(request.metadata())?;
+        let caller = platform::server::caller(&request).cloned().ok_or_else(|| {
+            Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+        })?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let user = match r.user_id.as_deref() {
             Some(raw) => v.check("user_id", validation::uuid(raw)),
-            None => Some(caller),
+            None => caller.user.or_else(|| {
+                v.check::<Uuid>("user_id", Err("required when the caller is not a user".into()))
+            }),
         };
         let after = joined_token(&mut v, &r.page_token);
         v.finish()?;
         let Some(user) = user else { return Err(Status::invalid_argument("user_id")) };
-        if user != caller {
+        if caller.user != Some(user) && !caller.is_operator() {
             return Err(Status::permission_denied(
                 "a user's enrolments are visible to that user only",
             ));

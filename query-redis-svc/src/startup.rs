@@ -1,15 +1,14 @@
 //! Builds the service from its configuration and runs it until a shutdown signal.
 
 use std::future::Future;
-use std::time::Duration;
 
 use anyhow::Context;
 use course_proto::v1::catalog_query_service_server::CatalogQueryServiceServer;
-use platform::auth::Authenticator;
+use platform::auth::ROLE_OPERATOR;
+use platform::server::{Access, GrpcServer, Policy};
 use projection::runtime::Runtime;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
-use tonic_health::ServingStatus;
+use tonic::service::Routes;
 
 use crate::config::Config;
 use crate::grpc::CatalogApi;
@@ -18,12 +17,34 @@ use crate::store::RedisReadModel;
 /// Names under which `grpc.health.v1` reports.
 pub const HEALTH_NAMES: &[&str] = &["", "course.v1.CatalogQueryService"];
 
+/// Who may call what. Summaries and counts are public; who is in a course is for its
+/// instructor and participants (checked by the handler); a user's enrolments for that user;
+/// the admin RPCs for operators.
+pub fn policy() -> Policy {
+    Policy::new()
+        .service(
+            "course.v1.CatalogQueryService",
+            &["GetCourse", "ListCourses", "ListPopularCourses"],
+            Access::Public,
+        )
+        .service(
+            "course.v1.CatalogQueryService",
+            &["ListCourseParticipants", "ListUserCourses"],
+            Access::Authenticated,
+        )
+        .service(
+            "course.v1.ProjectionAdminService",
+            &["GetProjectionStatus", "RebuildReadModel"],
+            Access::Roles(&[ROLE_OPERATOR]),
+        )
+}
+
 /// A bound, ready-to-run query-redis-svc.
 pub struct Application {
-    listener: TcpListener,
+    server: GrpcServer,
     config: Config,
     model: RedisReadModel,
-    auth: Authenticator,
+    runtime: Runtime<RedisReadModel>,
     metrics: TcpListener,
 }
 
@@ -31,22 +52,21 @@ impl Application {
     /// Validates the configuration and binds the listener. Redis, RabbitMQ and command-svc are
     /// reached lazily: the service starts (NOT_SERVING) while they are down.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let auth = config.auth.authenticator()?;
         let model = RedisReadModel::connect(&config.redis_url, &config.redis_key_prefix)
             .context("invalid REDIS_URL")?;
-        let listener = TcpListener::bind(config.grpc_listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
+        let runtime = Runtime::new(model.clone(), config.projection.runtime(&config.queue_name)?)?;
+        let server =
+            GrpcServer::bind(config.grpc_listen, config.server.clone(), HEALTH_NAMES).await?;
         let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
             format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
         })?;
         platform::metrics::recorder();
-        Ok(Self { listener, config, model, auth, metrics })
+        Ok(Self { server, config, model, runtime, metrics })
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.server.port()
     }
 
     /// The port of the metrics endpoint.
@@ -62,45 +82,31 @@ impl Application {
     /// Serves until `shutdown`; then stops consuming (finishing and acknowledging the message
     /// in hand), reports NOT_SERVING and drains in-flight calls.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, config, model, auth, metrics } = self;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        platform::grpc::set_health(&health, HEALTH_NAMES, ServingStatus::NotServing).await;
-        let mut runtime =
-            Runtime::new(model.clone(), config.projection.runtime(&config.queue_name))?;
-        runtime.start(health.clone(), HEALTH_NAMES);
+        let Self { server, config, model, mut runtime, metrics } = self;
+        runtime.start(server.health(), HEALTH_NAMES);
         let api = CatalogApi::new(
             model,
             runtime.projector().progress().clone(),
-            auth,
             config.projection.read_your_writes_timeout(),
         );
-        let (reflection_v1, reflection_v1alpha) =
-            platform::grpc::reflection_services(&[course_proto::FILE_DESCRIPTOR_SET])?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "query-redis-svc listening");
+        let routes = Routes::new(
+            CatalogQueryServiceServer::new(api)
+                .max_decoding_message_size(config.server.max_request_bytes),
+        )
+        .add_service(runtime.admin_service());
+        tracing::info!(addr = %server.local_addr()?, "query-redis-svc listening");
         let stop = runtime.stop_token();
         let metrics_task = tokio::spawn(platform::metrics::serve(metrics, stop.clone()));
         let drain = async move {
             shutdown.await;
             stop.cancel();
-            platform::grpc::set_health(&health, HEALTH_NAMES, ServingStatus::NotServing).await;
-            tracing::info!("draining in-flight calls");
         };
-        Server::builder()
-            .timeout(Duration::from_secs(30))
-            .trace_fn(platform::grpc::request_span)
-            .layer(platform::metrics::GrpcMetricsLayer)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(CatalogQueryServiceServer::new(api).max_decoding_message_size(64 * 1024))
-            .add_service(runtime.admin_service())
-            .serve_with_incoming_shutdown(platform::grpc::incoming(listener), drain)
-            .await
-            .context("gRPC server failed")?;
+        let served =
+            server.serve(routes, policy(), &[course_proto::FILE_DESCRIPTOR_SET], drain).await;
+        // Also when the server failed: the projection stops cleanly.
         runtime.shutdown().await;
         let _ = metrics_task.await;
         tracing::info!("query-redis-svc stopped");
-        Ok(())
+        served
     }
 }

@@ -9,12 +9,15 @@ use command_svc::config::Config;
 use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
 use course_proto::v1::event_store_service_client::EventStoreServiceClient;
 use futures::StreamExt;
+use platform::auth::{AuthArgs, Credential, ROLE_OPERATOR, ROLE_SERVICE, mint_hs256_with_roles};
+use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
 pub use proxy::TcpProxy;
 use sea_orm::{ConnectionTrait, Database};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Request;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -72,10 +75,11 @@ pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
         database_url,
         database_max_connections: 16,
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        auth: platform::auth::AuthArgs::hs256(SECRET),
+        server: server_args(),
         log_format: LogFormat::Text,
-        request_timeout_ms: 30_000,
-        max_request_bytes: 64 * 1024,
+        event_store_read_connections: 4,
+        max_follow_streams: 64,
+        follow_idle_timeout_secs: 300,
         batching: Default::default(),
         broker: messaging::BrokerArgs::new(&rabbitmq_url(), exchange),
         relay_batch_size: 500,
@@ -99,9 +103,12 @@ impl CommandSvc {
         CourseCommandServiceClient::new(self.channel.clone())
     }
 
-    /// An event store client.
-    pub fn event_store(&self) -> EventStoreServiceClient<Channel> {
-        EventStoreServiceClient::new(self.channel.clone())
+    /// An event store client with a service's credential.
+    pub fn event_store(&self) -> EventStoreServiceClient<InterceptedService<Channel, Credential>> {
+        EventStoreServiceClient::with_interceptor(
+            self.channel.clone(),
+            Credential::Token(service_token()),
+        )
     }
 
     /// Graceful stop.
@@ -121,6 +128,48 @@ impl Drop for CommandSvc {
             let _ = stop.send(());
         }
     }
+}
+
+/// The server settings every test service uses: the defaults, HS256 with [`SECRET`], and a
+/// generous request timeout for the slow shared test machine.
+pub fn server_args() -> ServerArgs {
+    ServerArgs { request_timeout_ms: 30_000, ..ServerArgs::with_auth(AuthArgs::hs256(SECRET)) }
+}
+
+/// A token with the `service` role, as a query service's EVENT_STORE_TOKEN.
+pub fn service_token() -> String {
+    mint_hs256_with_roles(
+        SECRET.as_bytes(),
+        "test-projection",
+        &[ROLE_SERVICE],
+        Duration::from_secs(3600),
+    )
+    .expect("token")
+}
+
+/// A token with the `operator` role.
+pub fn operator_token() -> String {
+    mint_hs256_with_roles(
+        SECRET.as_bytes(),
+        "test-operator",
+        &[ROLE_OPERATOR],
+        Duration::from_secs(600),
+    )
+    .expect("token")
+}
+
+/// `message` with `token` as its bearer token.
+pub fn with_token<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    request
+}
+
+/// A request carrying an operator's bearer token.
+pub fn as_operator<T>(message: T) -> Request<T> {
+    with_token(&operator_token(), message)
 }
 
 /// A bearer token for `user`.

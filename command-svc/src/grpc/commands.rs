@@ -2,7 +2,6 @@
 
 use course_domain::{Command, validation};
 use course_proto::v1::{self, course_command_service_server::CourseCommandService};
-use platform::auth::Authenticator;
 use platform::grpc::Violations;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -16,7 +15,6 @@ use crate::readiness::Readiness;
 #[derive(Clone)]
 pub struct CommandApi {
     commands: CourseCommands,
-    auth: Authenticator,
     readiness: Readiness,
 }
 
@@ -29,19 +27,21 @@ struct Envelope<'a> {
 }
 
 impl CommandApi {
-    pub fn new(commands: CourseCommands, auth: Authenticator, readiness: Readiness) -> Self {
-        Self { commands, auth, readiness }
+    pub fn new(commands: CourseCommands, readiness: Readiness) -> Self {
+        Self { commands, readiness }
     }
 
-    /// Authenticates, validates the shared fields and the command's own (`build`), then runs it.
+    /// Takes the caller the server shell authenticated, validates the shared fields and the
+    /// command's own (`build`), then runs it.
     async fn run<M: Message>(
         &self,
-        metadata: &tonic::metadata::MetadataMap,
-        request: &M,
+        request: &Request<M>,
         envelope: Envelope<'_>,
         build: impl FnOnce(&mut Violations) -> Command,
     ) -> Result<Outcome, Status> {
-        let actor = self.auth.authenticate(metadata)?;
+        let actor = platform::server::user(request)?;
+        let metadata = request.metadata();
+        let request = request.get_ref();
         let mut violations = Violations::new();
         let course_id = match envelope.course_id {
             Some(raw) => violations.check("course_id", validation::uuid(raw)),
@@ -99,7 +99,7 @@ impl CourseCommandService for CommandApi {
             expected_version: r.expected_version,
         };
         let outcome = self
-            .run(request.metadata(), r, envelope, |v| {
+            .run(&request, envelope, |v| {
                 if r.expected_version.is_some_and(|e| e != 0) {
                     v.check::<()>("expected_version", Err("a new course is at version 0".into()));
                 }
@@ -131,7 +131,7 @@ impl CourseCommandService for CommandApi {
             expected_version: r.expected_version,
         };
         let outcome = self
-            .run(request.metadata(), r, envelope, |v| Command::ChangeTitle {
+            .run(&request, envelope, |v| Command::ChangeTitle {
                 title: text(v, "title", validation::title(&r.title)),
             })
             .await?;
@@ -153,7 +153,7 @@ impl CourseCommandService for CommandApi {
             expected_version: r.expected_version,
         };
         let outcome = self
-            .run(request.metadata(), r, envelope, |v| Command::ChangeDescription {
+            .run(&request, envelope, |v| Command::ChangeDescription {
                 description: text(v, "description", validation::description(&r.description)),
             })
             .await?;
@@ -174,7 +174,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Present).await?;
+        let outcome = self.run(&request, envelope, |_| Command::Present).await?;
         Ok(Response::new(v1::PresentCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -192,7 +192,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Activate).await?;
+        let outcome = self.run(&request, envelope, |_| Command::Activate).await?;
         Ok(Response::new(v1::ActivateCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -210,7 +210,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Complete).await?;
+        let outcome = self.run(&request, envelope, |_| Command::Complete).await?;
         Ok(Response::new(v1::CompleteCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -229,7 +229,7 @@ impl CourseCommandService for CommandApi {
             expected_version: r.expected_version,
         };
         let outcome = self
-            .run(request.metadata(), r, envelope, |v| Command::AddSection {
+            .run(&request, envelope, |v| Command::AddSection {
                 section_id: Uuid::now_v7(),
                 title: text(v, "title", validation::title(&r.title)),
                 description: text(
@@ -259,7 +259,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Join).await?;
+        let outcome = self.run(&request, envelope, |_| Command::Join).await?;
         Ok(Response::new(v1::JoinCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -277,7 +277,7 @@ impl CourseCommandService for CommandApi {
             command_id: r.command_id.as_deref(),
             expected_version: r.expected_version,
         };
-        let outcome = self.run(request.metadata(), r, envelope, |_| Command::Leave).await?;
+        let outcome = self.run(&request, envelope, |_| Command::Leave).await?;
         Ok(Response::new(v1::LeaveCourseResponse {
             course_id: outcome.course_id.to_string(),
             version: outcome.version,
@@ -296,7 +296,7 @@ impl CourseCommandService for CommandApi {
             expected_version: r.expected_version,
         };
         let outcome = self
-            .run(request.metadata(), r, envelope, |v| Command::Comment {
+            .run(&request, envelope, |v| Command::Comment {
                 comment_id: Uuid::now_v7(),
                 text: text(v, "text", validation::comment(&r.text)),
             })

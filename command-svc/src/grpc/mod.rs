@@ -5,4 +5,4 @@ mod event_store;
 pub mod status;
 
 pub use commands::CommandApi;
-pub use event_store::EventStoreApi;
+pub use event_store::{EventStoreApi, FollowLimits};

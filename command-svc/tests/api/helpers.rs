@@ -14,6 +14,7 @@ use platform::telemetry::LogFormat;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
@@ -24,10 +25,11 @@ pub fn config(database_url: &str) -> Config {
         database_url: database_url.to_owned(),
         database_max_connections: 16,
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        auth: platform::auth::AuthArgs::hs256(SECRET),
+        server: testkit::server_args(),
         log_format: LogFormat::Text,
-        request_timeout_ms: 30_000,
-        max_request_bytes: 64 * 1024,
+        event_store_read_connections: 4,
+        max_follow_streams: 64,
+        follow_idle_timeout_secs: 300,
         batching: Default::default(),
         broker: messaging::BrokerArgs::new(
             &rabbitmq_url(),
@@ -83,8 +85,29 @@ impl TestApp {
         CourseCommandServiceClient::new(self.channel.clone())
     }
 
-    pub fn event_store(&self) -> EventStoreServiceClient<Channel> {
-        EventStoreServiceClient::new(self.channel.clone())
+    /// An event store client with a service's credential.
+    pub fn event_store(
+        &self,
+    ) -> EventStoreServiceClient<InterceptedService<Channel, platform::auth::Credential>> {
+        EventStoreServiceClient::with_interceptor(
+            self.channel.clone(),
+            platform::auth::Credential::Token(testkit::service_token()),
+        )
+    }
+
+    /// An event store client without a credential, or with `token`.
+    pub fn event_store_as(
+        &self,
+        token: Option<String>,
+    ) -> EventStoreServiceClient<InterceptedService<Channel, platform::auth::Credential>> {
+        let credential =
+            token.map_or(platform::auth::Credential::None, platform::auth::Credential::Token);
+        EventStoreServiceClient::with_interceptor(self.channel.clone(), credential)
+    }
+
+    /// The raw channel (for calls no generated client makes).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// Waits until the command service's health reports `wanted`.

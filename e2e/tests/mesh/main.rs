@@ -7,7 +7,6 @@ use std::time::Duration;
 use course_domain::Event;
 use course_proto::v1::{self, course_command_service_client::CourseCommandServiceClient};
 use futures::StreamExt;
-use platform::auth::AuthArgs;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use projection::fold::{CourseSummary, apply};
@@ -24,11 +23,12 @@ async fn start_redis(command: &testkit::CommandSvc, exchange: &str) -> Channel {
         queue_name: unique("e2e.catalog"),
         projection: ProjectionArgs {
             read_your_writes_timeout_ms: 30_000,
+            event_store_token: Some(testkit::service_token()),
             ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
         },
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-        auth: AuthArgs::hs256(testkit::SECRET),
+        server: testkit::server_args(),
         log_format: LogFormat::Text,
     };
     let app = query_redis_svc::Application::build(config).await.expect("redis service");
@@ -47,12 +47,13 @@ async fn start_mongo(command: &testkit::CommandSvc, exchange: &str) -> Channel {
     config.mongodb_database = format!("e2e_{}", Uuid::new_v4().simple());
     config.projection = ProjectionArgs {
         read_your_writes_timeout_ms: 30_000,
+        event_store_token: Some(testkit::service_token()),
         ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
     };
     config.queue_name = unique("e2e.courses");
     config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
     config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
-    config.auth = AuthArgs::hs256(testkit::SECRET);
+    config.server = testkit::server_args();
     let app = query_mongo_svc::Application::build(config).await.expect("mongo service");
     let channel = channel(app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -243,8 +244,16 @@ async fn both_read_models_agree_with_the_event_store_after_a_thousand_mixed_comm
     let (courses, succeeded) = mixed_run(command.commands(), 1_000).await;
     assert!(succeeded >= 400, "a good share of the mix succeeds ({succeeded} of 1000)");
 
-    let mut catalog = v1::catalog_query_service_client::CatalogQueryServiceClient::new(redis);
-    let mut documents = v1::course_query_service_client::CourseQueryServiceClient::new(mongo);
+    // An operator sees every participant list.
+    let operator = || platform::auth::Credential::Token(testkit::operator_token());
+    let mut catalog = v1::catalog_query_service_client::CatalogQueryServiceClient::with_interceptor(
+        redis,
+        operator(),
+    );
+    let mut documents = v1::course_query_service_client::CourseQueryServiceClient::with_interceptor(
+        mongo,
+        operator(),
+    );
     let mut statuses: HashMap<i32, usize> = HashMap::new();
     for id in &courses {
         let (want, members) = expected(&command, id).await;

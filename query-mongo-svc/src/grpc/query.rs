@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use course_domain::{CourseStatus, validation};
 use course_proto::v1::{self, course_query_service_server::CourseQueryService};
-use platform::auth::Authenticator;
+use platform::auth::Identity;
 use platform::grpc::Violations;
 use projection::{Progress, ReadModel, wait};
 use tonic::{Request, Response, Status};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::page_token;
-use crate::store::{CommentCursor, CourseCursor, MongoReadModel, SearchFilter};
+use crate::store::{CommentCursor, CourseCursor, CourseDoc, MongoReadModel, SearchFilter};
 
 /// Page size when the request leaves it at 0.
 const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -26,8 +26,18 @@ const MAX_QUERY_CHARS: usize = 200;
 pub struct CourseQueryApi {
     model: MongoReadModel,
     progress: Progress,
-    auth: Authenticator,
     wait_timeout: Duration,
+}
+
+/// Whether `caller` may see who is in `course` and what they wrote: its instructor, a current
+/// participant, or an operator.
+fn may_see_members(caller: Option<&Identity>, course: &CourseDoc) -> bool {
+    let Some(caller) = caller else { return false };
+    if caller.is_operator() {
+        return true;
+    }
+    let Some(user) = caller.user.map(|u| u.to_string()) else { return false };
+    course.instructor_id == user || course.participants.iter().any(|p| p.user_id == user)
 }
 
 fn page_size(raw: u32) -> Result<u32, String> {
@@ -67,13 +77,8 @@ fn status_of(name: &str) -> i32 {
 }
 
 impl CourseQueryApi {
-    pub fn new(
-        model: MongoReadModel,
-        progress: Progress,
-        auth: Authenticator,
-        wait_timeout: Duration,
-    ) -> Self {
-        Self { model, progress, auth, wait_timeout }
+    pub fn new(model: MongoReadModel, progress: Progress, wait_timeout: Duration) -> Self {
+        Self { model, progress, wait_timeout }
     }
 
     /// The generation readers are served from.
@@ -102,6 +107,7 @@ impl CourseQueryApi {
     #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
     async fn course_details(
         &self,
+        caller: Option<&Identity>,
         request: v1::GetCourseDetailsRequest,
     ) -> Result<v1::GetCourseDetailsResponse, ApiError> {
         let mut violations = Violations::new();
@@ -113,7 +119,13 @@ impl CourseQueryApi {
             .course(self.active().await?, course_id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("course {course_id} not found")))?;
-        Ok(v1::GetCourseDetailsResponse { course: Some(course.into_proto()) })
+        let members_visible = may_see_members(caller, &course);
+        let mut course = course.into_proto();
+        if !members_visible {
+            // The count is public; who is in the course is not.
+            course.participants.clear();
+        }
+        Ok(v1::GetCourseDetailsResponse { course: Some(course) })
     }
 
     #[tracing::instrument(skip_all, err(level = "info", Display))]
@@ -166,7 +178,14 @@ impl CourseQueryApi {
             String::new()
         };
         Ok(v1::SearchCoursesResponse {
-            courses: courses.into_iter().map(|c| c.into_proto()).collect(),
+            courses: courses
+                .into_iter()
+                .map(|c| {
+                    let mut course = c.into_proto();
+                    course.participants.clear();
+                    course
+                })
+                .collect(),
             next_page_token,
         })
     }
@@ -174,6 +193,7 @@ impl CourseQueryApi {
     #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
     async fn comments(
         &self,
+        caller: &Identity,
         request: v1::ListCourseCommentsRequest,
     ) -> Result<v1::ListCourseCommentsResponse, ApiError> {
         let mut violations = Violations::new();
@@ -185,8 +205,14 @@ impl CourseQueryApi {
         let (course_id, size, cursor) = finish(violations, checked)?;
         self.wait_for_version(course_id, request.min_version).await?;
         let generation = self.active().await?;
-        if self.model.summary(generation, course_id).await?.is_none() {
+        let Some(course) = self.model.course(generation, course_id).await? else {
             return Err(ApiError::NotFound(format!("course {course_id} not found")));
+        };
+        if !may_see_members(Some(caller), &course) {
+            return Err(ApiError::PermissionDenied(
+                "a course's comments are visible to its instructor and participants only"
+                    .to_owned(),
+            ));
         }
         let mut comments = self
             .model
@@ -215,16 +241,19 @@ impl CourseQueryApi {
     #[tracing::instrument(skip_all, err(level = "info", Display))]
     async fn enrollments(
         &self,
-        caller: Uuid,
+        caller: &Identity,
         request: v1::ListUserEnrollmentsRequest,
     ) -> Result<v1::ListUserEnrollmentsResponse, ApiError> {
         let mut violations = Violations::new();
         let user = match request.user_id.as_deref() {
-            None => Some(caller),
+            None => caller.user.or_else(|| {
+                violations
+                    .check::<Uuid>("user_id", Err("required when the caller is not a user".into()))
+            }),
             Some(raw) => violations.check("user_id", validation::uuid(raw)),
         };
         let user = finish(violations, user)?;
-        if user != caller {
+        if caller.user != Some(user) && !caller.is_operator() {
             return Err(ApiError::PermissionDenied(
                 "only your own enrolments are visible".to_owned(),
             ));
@@ -266,13 +295,21 @@ impl CourseQueryApi {
     }
 }
 
+/// The caller the server shell authenticated (the policy makes it required).
+fn required_caller<T>(request: &Request<T>) -> Result<Identity, Status> {
+    platform::server::caller(request)
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))
+}
+
 #[tonic::async_trait]
 impl CourseQueryService for CourseQueryApi {
     async fn get_course_details(
         &self,
         request: Request<v1::GetCourseDetailsRequest>,
     ) -> Result<Response<v1::GetCourseDetailsResponse>, Status> {
-        Ok(Response::new(self.course_details(request.into_inner()).await?))
+        let caller = platform::server::caller(&request).cloned();
+        Ok(Response::new(self.course_details(caller.as_ref(), request.into_inner()).await?))
     }
 
     async fn search_courses(
@@ -286,15 +323,16 @@ impl CourseQueryService for CourseQueryApi {
         &self,
         request: Request<v1::ListCourseCommentsRequest>,
     ) -> Result<Response<v1::ListCourseCommentsResponse>, Status> {
-        Ok(Response::new(self.comments(request.into_inner()).await?))
+        let caller = required_caller(&request)?;
+        Ok(Response::new(self.comments(&caller, request.into_inner()).await?))
     }
 
     async fn list_user_enrollments(
         &self,
         request: Request<v1::ListUserEnrollmentsRequest>,
     ) -> Result<Response<v1::ListUserEnrollmentsResponse>, Status> {
-        let caller = self.auth.authenticate(request.metadata()).map_err(ApiError::from)?;
-        Ok(Response::new(self.enrollments(caller, request.into_inner()).await?))
+        let caller = required_caller(&request)?;
+        Ok(Response::new(self.enrollments(&caller, request.into_inner()).await?))
     }
 
     async fn get_platform_stats(

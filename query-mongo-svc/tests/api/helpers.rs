@@ -8,7 +8,7 @@ use course_proto::v1::course_query_service_client::CourseQueryServiceClient;
 use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
 use course_proto::v1::{self, EventEnvelope};
 use futures::StreamExt;
-use platform::auth::AuthArgs;
+use platform::auth::Credential;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_mongo_svc::Application;
@@ -17,7 +17,12 @@ use query_mongo_svc::store::MongoReadModel;
 use testkit::{CommandSvc, ServingStatus, as_user, unique, wait_for_health};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+fn operator() -> Credential {
+    Credential::Token(testkit::operator_token())
+}
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -72,11 +77,23 @@ pub struct QueryApp {
 }
 
 impl QueryApp {
-    pub fn client(&self) -> CourseQueryServiceClient<Channel> {
+    /// A client that sends an operator's token unless a request carries its own.
+    pub fn client(&self) -> CourseQueryServiceClient<InterceptedService<Channel, Credential>> {
+        CourseQueryServiceClient::with_interceptor(self.channel.clone(), operator())
+    }
+
+    /// A client that sends no token unless a request carries its own.
+    pub fn anonymous(&self) -> CourseQueryServiceClient<Channel> {
         CourseQueryServiceClient::new(self.channel.clone())
     }
 
-    pub fn admin(&self) -> ProjectionAdminServiceClient<Channel> {
+    /// The admin RPCs, as an operator.
+    pub fn admin(&self) -> ProjectionAdminServiceClient<InterceptedService<Channel, Credential>> {
+        ProjectionAdminServiceClient::with_interceptor(self.channel.clone(), operator())
+    }
+
+    /// The admin RPCs with no token.
+    pub fn anonymous_admin(&self) -> ProjectionAdminServiceClient<Channel> {
         ProjectionAdminServiceClient::new(self.channel.clone())
     }
 
@@ -142,10 +159,11 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
         mongodb_database: setup.database.clone(),
         queue_name: setup.queue.clone(),
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        auth: AuthArgs::hs256(testkit::SECRET),
+        server: testkit::server_args(),
         log_format: LogFormat::Text,
         projection: ProjectionArgs {
             read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
+            event_store_token: Some(testkit::service_token()),
             ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
         },
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),

@@ -79,7 +79,10 @@ async fn enrolments_are_private_to_their_user_and_need_a_valid_token() {
         Code::PermissionDenied,
     );
     assert_code(
-        client.list_user_enrollments(Request::new(enrollments_request(Some(alice), 0))).await,
+        env.query
+            .anonymous()
+            .list_user_enrollments(Request::new(enrollments_request(Some(alice), 0)))
+            .await,
         Code::Unauthenticated,
     );
     let mut forged = Request::new(enrollments_request(None, 0));

@@ -4,14 +4,19 @@ use std::time::Duration;
 use course_proto::v1::catalog_query_service_client::CatalogQueryServiceClient;
 use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
 use course_proto::v1::{self, CourseSummary};
-use platform::auth::AuthArgs;
+use platform::auth::Credential;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_redis_svc::Application;
 use query_redis_svc::config::Config;
 use testkit::{CommandSvc, ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+fn operator() -> Credential {
+    Credential::Token(testkit::operator_token())
+}
 use uuid::Uuid;
 
 pub fn redis_url() -> String {
@@ -28,10 +33,11 @@ pub fn config(command: &CommandSvc, exchange: &str) -> Config {
             delivery_limit: 3,
             prefetch: 32,
             read_your_writes_timeout_ms: 10_000,
+            event_store_token: Some(testkit::service_token()),
             ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
         },
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        auth: AuthArgs::hs256(testkit::SECRET),
+        server: testkit::server_args(),
         log_format: LogFormat::Text,
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
     }
@@ -77,11 +83,23 @@ pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
 }
 
 impl Catalog {
-    pub fn client(&self) -> CatalogQueryServiceClient<Channel> {
+    /// A client that sends an operator's token unless a request carries its own.
+    pub fn client(&self) -> CatalogQueryServiceClient<InterceptedService<Channel, Credential>> {
+        CatalogQueryServiceClient::with_interceptor(self.channel.clone(), operator())
+    }
+
+    /// A client that sends no token unless a request carries its own.
+    pub fn anonymous(&self) -> CatalogQueryServiceClient<Channel> {
         CatalogQueryServiceClient::new(self.channel.clone())
     }
 
-    pub fn admin(&self) -> ProjectionAdminServiceClient<Channel> {
+    /// The admin RPCs, as an operator.
+    pub fn admin(&self) -> ProjectionAdminServiceClient<InterceptedService<Channel, Credential>> {
+        ProjectionAdminServiceClient::with_interceptor(self.channel.clone(), operator())
+    }
+
+    /// The admin RPCs with no token.
+    pub fn anonymous_admin(&self) -> ProjectionAdminServiceClient<Channel> {
         ProjectionAdminServiceClient::new(self.channel.clone())
     }
 

@@ -319,8 +319,11 @@ async fn bad_arguments_unknown_courses_and_other_users_are_refused_precisely() {
         .await
         .expect_err("someone else's");
     assert_eq!(status.code(), Code::PermissionDenied);
-    let status =
-        q.list_user_courses(v1::ListUserCoursesRequest::default()).await.expect_err("no token");
+    let status = catalog
+        .anonymous()
+        .list_user_courses(v1::ListUserCoursesRequest::default())
+        .await
+        .expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated);
 
     // A version that never comes: a bounded wait, then a clear "behind".

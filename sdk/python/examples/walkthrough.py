@@ -25,7 +25,7 @@ from course.v1 import commands_pb2 as cmd
 from course.v1 import course_query_pb2 as details
 from course.v1 import course_query_pb2_grpc as details_grpc
 from course.v1 import events_pb2 as events
-from course_sdk import CourseCommands, new_command_id, retry_unavailable
+from course_sdk import CourseCommands, bearer, new_command_id, retry_unavailable
 
 
 def token(user_id: str) -> str:
@@ -81,7 +81,9 @@ def main() -> None:
         ).course
         participants = retry_unavailable(
             lambda: catalog_client.ListCourseParticipants(
-                catalog.ListCourseParticipantsRequest(course_id=course_id, min_version=version), timeout=10
+                catalog.ListCourseParticipantsRequest(course_id=course_id, min_version=version),
+                timeout=10,
+                metadata=bearer(token(instructor_id)),  # participant lists: instructor and participants only
             )
         ).participants
         print(
@@ -90,11 +92,17 @@ def main() -> None:
         )
 
         doc = retry_unavailable(
-            lambda: details_client.GetCourseDetails(details.GetCourseDetailsRequest(course_id=course_id, min_version=version), timeout=10)
+            lambda: details_client.GetCourseDetails(
+                details.GetCourseDetailsRequest(course_id=course_id, min_version=version),
+                timeout=10,
+                metadata=bearer(token(instructor_id)),
+            )
         ).course
         comments = retry_unavailable(
             lambda: details_client.ListCourseComments(
-                details.ListCourseCommentsRequest(course_id=course_id, min_version=version), timeout=10
+                details.ListCourseCommentsRequest(course_id=course_id, min_version=version),
+                timeout=10,
+                metadata=bearer(token(instructor_id)),
             )
         ).comments
         print(

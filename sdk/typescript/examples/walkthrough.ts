@@ -36,7 +36,8 @@ async function main(): Promise<void> {
   const mongoAddr = env("MONGO_QUERY_ADDR", "127.0.0.1:50053");
   const [instructorId, aliceId, bobId] = [randomUUID(), randomUUID(), randomUUID()];
 
-  const instructor = CourseCommands.connect(commandAddr, await token(instructorId));
+  const instructorToken = await token(instructorId);
+  const instructor = CourseCommands.connect(commandAddr, instructorToken);
   const alice = instructor.asUser(await token(aliceId));
   const bob = instructor.asUser(await token(bobId));
 
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
         catalog,
         catalog.listCourseParticipants,
         catalogQuery.ListCourseParticipantsRequest.fromPartial({ courseId, minVersion: version }),
+        { token: instructorToken },
       ),
     );
     console.log(
@@ -91,7 +93,9 @@ async function main(): Promise<void> {
 
     const doc = (
       await retryUnavailable(() =>
-        unary(details, details.getCourseDetails, courseQuery.GetCourseDetailsRequest.fromPartial({ courseId, minVersion: version })),
+        unary(details, details.getCourseDetails, courseQuery.GetCourseDetailsRequest.fromPartial({ courseId, minVersion: version }), {
+          token: instructorToken,
+        }),
       )
     ).course!;
     const { comments } = await retryUnavailable(() =>
@@ -99,6 +103,7 @@ async function main(): Promise<void> {
         details,
         details.listCourseComments,
         courseQuery.ListCourseCommentsRequest.fromPartial({ courseId, minVersion: version }),
+        { token: instructorToken },
       ),
     );
     console.log(
