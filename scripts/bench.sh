@@ -26,6 +26,14 @@ cleanup() {
   scripts/clean-test-broker.sh >/dev/null 2>&1 || true
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
 }
+# The machine's limit first, while nothing else holds PostgreSQL connections: pgbench, one
+# durable INSERT per transaction, at the load's concurrency.
+psql "$admin" -qc "CREATE DATABASE $db"
+clients=$(grep -oE -- '--clients[ =][0-9]+' <<<"${BENCH_ARGS:-}" | grep -oE '[0-9]+$' || echo 64)
+seconds=$(grep -oE -- '--seconds[ =][0-9]+' <<<"${BENCH_ARGS:-}" | grep -oE '[0-9]+$' || echo 10)
+reference_tps=$(target/release/bench --reference-only --database-url "$DATABASE_URL" --clients "$clients" --seconds "$seconds")
+echo "pgbench reference: $reference_tps tps at $clients clients"
+
 # The MongoDB read model is not part of these figures (its test server is far slower than a
 # real MongoDB and would only take CPU from what is measured).
 BIN_DIR="$root/target/release" scripts/mesh.sh start
@@ -42,4 +50,4 @@ done
 
 # shellcheck disable=SC2086
 target/release/bench --command "http://$COMMAND_ADDR" --catalog "http://$REDIS_QUERY_ADDR" \
-  --exchange "$RABBITMQ_EXCHANGE" --database-url "$DATABASE_URL" --cold-command "http://$COLD_ADDR" ${BENCH_ARGS:-}
+  --exchange "$RABBITMQ_EXCHANGE" --reference-tps "$reference_tps" --cold-command "http://$COLD_ADDR" ${BENCH_ARGS:-}

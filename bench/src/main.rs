@@ -61,6 +61,15 @@ struct Args {
     /// PostgreSQL URL for the pgbench reference (the mesh's database; pgbench uses its own table).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Only run the pgbench reference and print its tps (before the mesh holds connections).
+    #[arg(long)]
+    reference_only: bool,
+    /// Skip the one-client latency runs (relay, read-your-writes).
+    #[arg(long)]
+    write_path_only: bool,
+    /// pgbench's tps measured earlier in the same run (skips running it again).
+    #[arg(long)]
+    reference_tps: Option<f64>,
     /// A second command-svc on the same database, for the cold-start figure.
     #[arg(long)]
     cold_command: Option<String>,
@@ -220,12 +229,15 @@ fn row(name: &str, rate: f64, reference: Option<f64>, latencies: &mut [Duration]
 }
 
 async fn write_path(args: &Args) -> anyhow::Result<()> {
-    let reference = match &args.database_url {
-        Some(url) => Some(reference::pgbench_single_insert(url, args.clients, args.seconds)?),
-        None => None,
+    let reference = match (&args.database_url, args.reference_tps) {
+        (_, Some(tps)) => Some(tps),
+        (Some(url), None) => {
+            Some(reference::pgbench_single_insert(url, args.clients, args.seconds)?)
+        }
+        (None, None) => None,
     };
     let connections = load::Connections::open(&args.command, args.connections).await?;
-    let catalog = Channel::from_shared(args.catalog.clone())?.connect().await?;
+    let catalog = Channel::from_shared(args.catalog.clone())?.connect_lazy();
     let spread = load::run(
         load::Shape::Spread,
         &connections,
@@ -300,13 +312,20 @@ async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.reference_only {
+        let url = args.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("--database-url"))?;
+        println!("{:.0}", reference::pgbench_single_insert(url, args.clients, args.seconds)?);
+        return Ok(());
+    }
     let channel = Channel::from_shared(args.command.clone())?.connect().await?;
     println!(
         "bench: {} clients, {}s, {} latency samples",
         args.clients, args.seconds, args.samples
     );
-    relay_latency(&args, channel.clone()).await?;
-    read_your_writes(&args, channel.clone()).await?;
+    if !args.write_path_only {
+        relay_latency(&args, channel.clone()).await?;
+        read_your_writes(&args, channel.clone()).await?;
+    }
     write_path(&args).await?;
     if let Some(cold) = &args.cold_command {
         cold_start(&args, cold).await?;

@@ -134,6 +134,10 @@ impl Writer {
         if jobs.is_empty() {
             return;
         }
+        // Courses read from the store for this batch (or new): what is decided on them is
+        // decided on their latest state. The others come from memory.
+        let fresh: HashSet<Uuid> =
+            jobs.iter().map(|j| j.course_id).filter(|id| !self.courses.contains_key(id)).collect();
         let mut courses = match self.load(&jobs).await {
             Ok(courses) => courses,
             Err(failed) => return Failed { jobs, err: failed }.answer_all(),
@@ -210,6 +214,18 @@ impl Writer {
                 self.again(job);
                 continue;
             }
+            // A refusal decided on the state in memory may be stale if another replica moved
+            // the course: decide it again on the stored state before saying no.
+            if !fresh.contains(&job.course_id)
+                && matches!(
+                    decision,
+                    Decision::Final(Err(AppError::Domain(_) | AppError::VersionMismatch { .. }))
+                )
+            {
+                self.courses.remove(&job.course_id);
+                self.again(job);
+                continue;
+            }
             let answer = match decision {
                 Decision::Final(result) => Some(result),
                 Decision::Accepted(_) => accepted[index].take(),
@@ -250,7 +266,8 @@ impl Writer {
         Ok(open)
     }
 
-    /// The courses the jobs are about, as of their latest stored version.
+    /// The courses the jobs are about: from memory when known (not re-read: a decision to
+    /// append on a stale course collides on its next version anyway), else from the store.
     async fn load(&mut self, jobs: &[Job]) -> Result<HashMap<Uuid, Known>, StoreError> {
         let mut courses: HashMap<Uuid, Known> = HashMap::new();
         let mut missing = Vec::new();
@@ -306,12 +323,10 @@ impl Writer {
                 .entry(*id)
                 .or_insert_with(|| Known { course: Course::default(), snapshot_at: 0 });
         }
-        // Except for new courses, read what was appended after the known version — by this
-        // replica before a restart, or by another one.
-        let from: Vec<(Uuid, u64)> = courses
+        // Whatever was appended after the snapshot.
+        let from: Vec<(Uuid, u64)> = missing
             .iter()
-            .filter(|(id, known)| known.course.version > 0 || missing.contains(id))
-            .map(|(id, known)| (*id, known.course.version))
+            .map(|id| (*id, courses.get(id).map_or(0, |k| k.course.version)))
             .collect();
         for recorded in self.store.read_tails(&from).await? {
             if let Some(known) = courses.get_mut(&recorded.stream_id)

@@ -80,18 +80,20 @@ FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::int[], $10::js
      WITH ORDINALITY AS t(event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at, n)
 ORDER BY n"#;
 
+// Both queries drive the (stream_id, version) index from the handful of ids in the arrays: with
+// a plain join the planner, which cannot know how short the arrays are, scans all events.
 const CONFLICTS: &str = r#"
-SELECT e.stream_id FROM events e
-JOIN unnest($1::uuid[], $2::bigint[]) AS t(stream_id, version)
-  ON e.stream_id = t.stream_id AND e.version = t.version
+SELECT t.stream_id FROM unnest($1::uuid[], $2::bigint[]) AS t(stream_id, version)
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream_id = t.stream_id AND e.version = t.version)
 UNION
-SELECT t.stream_id FROM command_log c
-JOIN unnest($3::uuid[], $4::uuid[]) AS t(command_id, stream_id) ON c.command_id = t.command_id"#;
+SELECT t.stream_id FROM unnest($3::uuid[], $4::uuid[]) AS t(command_id, stream_id)
+WHERE EXISTS (SELECT 1 FROM command_log c WHERE c.command_id = t.command_id)"#;
 
 const TAILS: &str = r#"
-SELECT e.* FROM events e
-JOIN unnest($1::uuid[], $2::bigint[]) AS t(stream_id, after)
-  ON e.stream_id = t.stream_id AND e.version > t.after
+SELECT e.* FROM unnest($1::uuid[], $2::bigint[]) AS t(stream_id, after)
+CROSS JOIN LATERAL (
+    SELECT * FROM events WHERE stream_id = t.stream_id AND version > t.after ORDER BY version
+) AS e
 ORDER BY e.stream_id, e.version"#;
 
 fn column<T>(items: impl Iterator<Item = T>) -> Value

@@ -328,3 +328,27 @@ async fn a_snapshot_of_another_shape_is_ignored_and_replaced() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_refusal_on_a_replicas_stale_memory_is_decided_again_on_the_stored_state() {
+    let first = spawn_app().await;
+    let second = spawn_app_on(config(&first.database_url)).await;
+    let instructor = Uuid::now_v7();
+    // The first replica decides (and keeps in memory) every step of the course so far.
+    let id = open_course(&first, instructor, 0, true).await;
+    let user = Uuid::now_v7();
+    // The user joins through the other replica: the first one's memory does not know it.
+    second.commands().join_course(as_user(user, join(&id))).await.expect("joined");
+    let comment = v1::CommentCourseRequest {
+        course_id: id.clone(),
+        text: "Hello".into(),
+        ..Default::default()
+    };
+    let commented = first
+        .commands()
+        .comment_course(as_user(user, comment))
+        .await
+        .expect("a participant may comment")
+        .into_inner();
+    assert_eq!(commented.version, 5);
+}
