@@ -48,8 +48,12 @@ fn steps() -> impl Strategy<Value = Vec<(Uuid, Command)>> {
 
 /// The rules written down a second time, as plainly as possible. `Created` is the only
 /// status before `Presenting`, etc.: the order is the index in this list.
-const ORDER: [CourseStatus; 4] =
-    [CourseStatus::Created, CourseStatus::Presenting, CourseStatus::Active, CourseStatus::Completed];
+const ORDER: [CourseStatus; 4] = [
+    CourseStatus::Created,
+    CourseStatus::Presenting,
+    CourseStatus::Active,
+    CourseStatus::Completed,
+];
 
 fn rank(status: CourseStatus) -> usize {
     ORDER.iter().position(|s| *s == status).unwrap_or(usize::MAX)
@@ -146,10 +150,7 @@ impl Model {
                 );
                 needs(Rule::InstructorJoins, !owner);
                 needs(Rule::Duplicate, !self.participants.contains(&actor));
-                needs(
-                    Rule::Capacity,
-                    self.max == 0 || self.participants.len() < self.max as usize,
-                );
+                needs(Rule::Capacity, self.max == 0 || self.participants.len() < self.max as usize);
             }
             Command::Leave => {
                 needs(Rule::NotParticipant, self.participants.contains(&actor));
@@ -340,5 +341,42 @@ proptest! {
             }
         }
         prop_assert_eq!(course.participants.len(), distinct.len().min(max as usize));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Every edge validates request text with these functions: any input is accepted in a
+    /// clean form or refused with a message, never a panic; what is accepted keeps the rules.
+    #[test]
+    fn validation_accepts_only_clean_text_and_never_panics(raw in "(?s).{0,300}|[ \\t\\na-z\\u{0}\\u{1b}\\u{7f}é]{0,12}") {
+        use course_domain::validation;
+        type Rule = fn(&str) -> Result<String, String>;
+        let rules: [(Rule, usize, usize); 5] = [
+            (validation::title, 1, 200),
+            (validation::description, 1, 5000),
+            (validation::section_description, 0, 5000),
+            (validation::category, 1, 100),
+            (validation::comment, 1, 2000),
+        ];
+        for (rule, min, max) in rules {
+            if let Ok(clean) = rule(&raw) {
+                prop_assert_eq!(clean.trim(), clean.as_str());
+                prop_assert!((min..=max).contains(&clean.chars().count()));
+                prop_assert!(!clean.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')));
+            }
+        }
+        if let Ok(url) = validation::video_url(&raw) {
+            prop_assert!(url.starts_with("http://") || url.starts_with("https://") || url.to_lowercase().starts_with("http"));
+        }
+        match validation::uuid(&raw) {
+            Ok(id) => prop_assert_eq!(Uuid::parse_str(raw.trim()).ok(), Some(id)),
+            Err(message) => {
+                // At most 40 characters of the input are quoted (each escaped: `\u{10ffff}`).
+                prop_assert!(message.len() <= 40 * 10 + 40, "{}", message);
+                prop_assert!(raw.chars().count() <= 40 || !message.contains(raw.as_str()));
+            }
+        }
     }
 }

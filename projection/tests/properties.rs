@@ -1,7 +1,10 @@
-//! Property tests of the projection fold: whatever order the broker delivers a course's events
-//! in, with duplicates, a receiver that applies only what the fold accepts (skipping what it
-//! already has, filling a gap from the store as the projector does) ends with exactly the state
-//! of the in-order fold, and with every change applied exactly once.
+//! Property tests of the projection fold and of message decoding.
+//!
+//! The fold: whatever order the broker delivers a course's events in, with duplicates, a
+//! receiver that applies only what the fold accepts (skipping what it already has, filling a
+//! gap from the store as the projector does) ends with exactly the state of the in-order fold,
+//! and with every change applied exactly once. Decoding: any message body is decoded or refused
+//! as a poison message, never a panic, and envelope headers are checked, not trusted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,10 +34,8 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::Join),
         Just(Command::Join),
         Just(Command::Leave),
-        any::<u128>().prop_map(|id| Command::Comment {
-            comment_id: Uuid::from_u128(id),
-            text: "hi".into()
-        }),
+        any::<u128>()
+            .prop_map(|id| Command::Comment { comment_id: Uuid::from_u128(id), text: "hi".into() }),
     ]
 }
 
@@ -216,5 +217,68 @@ proptest! {
         ahead.version = summary.version + 2;
         let is_not_next = matches!(fold::apply(Some(&summary), &ahead), Err(FoldError::NotNext { .. }));
         prop_assert!(is_not_next);
+    }
+}
+
+/// An envelope with arbitrary header fields around a valid payload.
+fn envelope() -> impl Strategy<Value = course_proto::v1::EventEnvelope> {
+    use course_proto::v1;
+    (
+        prop_oneof![any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()), ".{0,40}"],
+        prop_oneof![any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()), ".{0,40}"],
+        any::<u64>(),
+        any::<u64>(),
+        prop::option::of((any::<i64>(), any::<i32>())),
+        prop::sample::select(vec!["CoursePresented", "CourseActivated", "", "Nope"]),
+    )
+        .prop_map(|(event_id, course_id, version, global_position, at, event_type)| {
+            v1::EventEnvelope {
+                event_id,
+                course_id,
+                version,
+                global_position,
+                event_type: event_type.to_owned(),
+                occurred_at: at.map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+                metadata: None,
+                payload: Some(v1::event_envelope::Payload::CoursePresented(v1::CoursePresented {})),
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// A message body the consumer cannot use is refused as a poison message, never a panic.
+    #[test]
+    fn arbitrary_message_bodies_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = projection::decode_body(&bytes);
+    }
+
+    /// Envelope headers are checked: what decodes has UUIDs, a positive version and position,
+    /// the type its payload has, and a representable time.
+    #[test]
+    fn envelope_headers_are_checked_not_trusted(envelope in envelope()) {
+        use prost::Message;
+        match projection::decode_body(&envelope.encode_to_vec()) {
+            Ok(event) => {
+                prop_assert_eq!(Uuid::parse_str(&envelope.event_id).ok(), Some(event.event_id));
+                prop_assert_eq!(Uuid::parse_str(&envelope.course_id).ok(), Some(event.course_id));
+                prop_assert!(event.version > 0 && event.global_position > 0);
+                prop_assert_eq!(envelope.event_type.as_str(), "CoursePresented");
+                prop_assert_eq!(event.occurred_at.timestamp(), envelope.occurred_at.map(|t| t.seconds).unwrap_or_default());
+            }
+            Err(_) => {
+                let at_ok = envelope.occurred_at.is_some_and(|t| {
+                    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).is_some()
+                });
+                let valid = Uuid::parse_str(&envelope.event_id).is_ok()
+                    && Uuid::parse_str(&envelope.course_id).is_ok()
+                    && envelope.version > 0
+                    && envelope.global_position > 0
+                    && envelope.event_type == "CoursePresented"
+                    && at_ok;
+                prop_assert!(!valid, "a valid envelope was refused: {:?}", envelope);
+            }
+        }
     }
 }
