@@ -60,7 +60,9 @@ RENDER_DIR = os.path.join(ROOT, ".tools", "k8s-render")
 SERVICES = ["command-svc", "query-redis-svc", "query-mongo-svc"]
 GRPC_PORTS = {"command-svc": 50051, "query-redis-svc": 50052, "query-mongo-svc": 50053}
 SECRET_NAME = "course-platform-secrets"
-SECRET_KEYS = {"auth-jwt-secret", "database-url", "rabbitmq-url", "redis-url", "mongodb-uri"}
+SECRET_KEYS = {"event-store-token", "database-url", "rabbitmq-url", "redis-url", "mongodb-uri"}
+# Verification keys: every service verifies with a public key, none holds a signing secret.
+AUTH_CONFIGMAP, AUTH_KEY = "course-platform-auth", "jwt-public.pem"
 INFRA_IMAGES = ("postgres", "rabbitmq", "redis", "mongo")  # dev's in-cluster infrastructure
 INFRA_IMAGE_NAMES = {"postgres", "postgresql", "rabbitmq", "redis", "valkey", "mongo", "mongodb"}
 
@@ -305,6 +307,10 @@ def validate_schema(label, docs):
         print(f"  ok    {label}: {len(docs)} objects valid against Kubernetes {K8S_VERSION} (strict)")
 
 
+def overlay_of(label):
+    return os.path.basename(label)
+
+
 def semantic_checks(label, docs, standalone):
     """standalone: the render is meant to be applied as is (an overlay), so references must resolve."""
     by_kind = {}
@@ -363,6 +369,34 @@ def semantic_checks(label, docs, standalone):
             if not svc:
                 continue
             check_env(cname, svc, names)
+            # Verification only: a public key mounted from course-platform-auth, no signing secret;
+            # the query services' event-store credential as a file from the Secret.
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            mounted = [volumes.get(m["name"], {}) for m in c.get("volumeMounts", [])]
+            check("AUTH_JWT_SECRET" not in names, f"{cname}: holds AUTH_JWT_SECRET, a signing secret (verify with AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_FILE)")
+            if w["kind"] == "Deployment":
+                check("AUTH_JWT_PUBLIC_KEY_FILE" in names or "AUTH_JWKS_FILE" in names, f"{cname}: no verification key (AUTH_JWT_PUBLIC_KEY_FILE / AUTH_JWKS_FILE)")
+                check(any((v.get("configMap") or {}).get("name", "").startswith(AUTH_CONFIGMAP) and
+                          any(i.get("key") == AUTH_KEY for i in (v["configMap"].get("items") or [{"key": AUTH_KEY}]))
+                          for v in mounted),
+                      f"{cname}: does not mount {AUTH_CONFIGMAP}/{AUTH_KEY}")
+                if svc != "command-svc":
+                    check("EVENT_STORE_TOKEN_FILE" in names and "EVENT_STORE_TOKEN" not in names,
+                          f"{cname}: the event-store credential is not EVENT_STORE_TOKEN_FILE")
+                    check(any((v.get("secret") or {}).get("secretName", "").startswith(SECRET_NAME) and
+                              any(i.get("key") == "event-store-token" for i in v["secret"].get("items", []))
+                              for v in mounted),
+                          f"{cname}: does not mount {SECRET_NAME}/event-store-token")
+            for v in mounted:
+                cm = (v.get("configMap") or {}).get("name")
+                if cm and standalone and not (overlay_of(label) == "prod" and cm == AUTH_CONFIGMAP):
+                    check(cm in configmaps, f"{cname}: volume {v['name']} needs ConfigMap {cm}, which is not rendered")
+                sec = v.get("secret")
+                if sec:
+                    keys = secret_keys(sec["secretName"])
+                    for item in sec.get("items", []):
+                        known = keys if keys is not None else (SECRET_KEYS if sec["secretName"] == SECRET_NAME else set())
+                        check(item["key"] in known, f"{cname}: volume {v['name']} needs key {item['key']} of Secret {sec['secretName']}")
             # Hardening of our containers.
             psc, sc = spec.get("securityContext", {}), c.get("securityContext", {})
             eff = lambda k: sc.get(k, psc.get(k))  # noqa: E731

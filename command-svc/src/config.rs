@@ -25,7 +25,8 @@ pub enum Action {
     Serve,
     /// Apply event-store migrations and exit.
     Migrate,
-    /// Print a development HS256 token for `--sub`, signed with AUTH_JWT_SECRET, carrying
+    /// Print a development token for `--sub`, signed with AUTH_JWT_SECRET (HS256) or
+    /// `--private-key-file` (RS256/ES256), carrying
     /// `--role`s in the `roles` claim (`service` for a query service's EVENT_STORE_TOKEN,
     /// `operator` for admin RPCs).
     Token {
@@ -39,6 +40,11 @@ pub enum Action {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl_secs: u64,
+        /// Sign with this PEM private key (RS256 for RSA, ES256 for P-256) instead of
+        /// AUTH_JWT_SECRET: for services that verify with the public key
+        /// (AUTH_JWT_PUBLIC_KEY_FILE), e.g. the development key of deploy/.
+        #[arg(long)]
+        private_key_file: Option<std::path::PathBuf>,
     },
 }
 

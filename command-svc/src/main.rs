@@ -18,23 +18,26 @@ async fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Action::Migrate => migrate(&cli.config.database_url).await,
-        Action::Token { sub, roles, ttl_secs } => match cli.config.server.auth.auth_jwt_secret {
-            Some(secret) => {
-                let sub = sub.unwrap_or_else(|| Uuid::now_v7().to_string());
-                let mut roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-                if roles.is_empty() && Uuid::parse_str(&sub).is_ok() {
-                    roles.push(auth::ROLE_USER);
-                }
-                auth::mint_hs256_with_roles(
-                    secret.as_bytes(),
-                    &sub,
-                    &roles,
-                    Duration::from_secs(ttl_secs),
-                )
-                .map(|token| println!("{token}"))
+        Action::Token { sub, roles, ttl_secs, private_key_file } => {
+            let sub = sub.unwrap_or_else(|| Uuid::now_v7().to_string());
+            let mut roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+            if roles.is_empty() && Uuid::parse_str(&sub).is_ok() {
+                roles.push(auth::ROLE_USER);
             }
-            None => Err(anyhow::anyhow!("set AUTH_JWT_SECRET to mint a token")),
-        },
+            let ttl = Duration::from_secs(ttl_secs);
+            let token = match (private_key_file, cli.config.server.auth.auth_jwt_secret) {
+                (Some(path), _) => std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+                    .and_then(|pem| auth::mint_pem_with_roles(&pem, &sub, &roles, ttl)),
+                (None, Some(secret)) => {
+                    auth::mint_hs256_with_roles(secret.as_bytes(), &sub, &roles, ttl)
+                }
+                (None, None) => Err(anyhow::anyhow!(
+                    "set AUTH_JWT_SECRET or --private-key-file to mint a token"
+                )),
+            };
+            token.map(|token| println!("{token}"))
+        }
     };
     telemetry::shutdown();
     match result {

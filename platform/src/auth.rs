@@ -477,6 +477,34 @@ pub fn mint_hs256_with_roles(
     )?)
 }
 
+/// A token for `sub` with `roles`, valid for `ttl`, signed with a PEM private key: RS256 for an
+/// RSA key, ES256 for a P-256 key (development: the services then verify with the matching
+/// public key, `AUTH_JWT_PUBLIC_KEY_FILE`, and hold no signing material).
+pub fn mint_pem_with_roles(
+    private_key_pem: &[u8],
+    sub: &str,
+    roles: &[&str],
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let (algorithm, key) = match EncodingKey::from_rsa_pem(private_key_pem) {
+        Ok(key) => (Algorithm::RS256, key),
+        Err(_) => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(private_key_pem).map_err(|_| {
+                anyhow::anyhow!("not a PEM RSA or P-256 private key (PKCS#8 or PKCS#1)")
+            })?,
+        ),
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    let claims = Claims {
+        sub: sub.to_owned(),
+        exp: (now + ttl).as_secs(),
+        iat: now.as_secs(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    Ok(jsonwebtoken::encode(&Header::new(algorithm), &claims, &key)?)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -507,6 +535,26 @@ mod tests {
     const RSA_PUBLIC: &[u8] = include_bytes!("../testdata/test-rsa-public.pem");
     const EC_PRIVATE: &[u8] = include_bytes!("../testdata/test-ec-private.pem");
     const EC_PUBLIC: &[u8] = include_bytes!("../testdata/test-ec-public.pem");
+
+    #[test]
+    fn tokens_minted_with_a_private_key_verify_with_its_public_key_only() {
+        for (private, public, other) in
+            [(RSA_PRIVATE, RSA_PUBLIC, EC_PUBLIC), (EC_PRIVATE, EC_PUBLIC, RSA_PUBLIC)]
+        {
+            let token = mint_pem_with_roles(
+                private,
+                "query-services",
+                &[ROLE_SERVICE],
+                Duration::from_secs(60),
+            )
+            .expect("minted");
+            let identity =
+                Authenticator::public_key_pem(public).expect("key").verify(&token).expect("valid");
+            assert!(identity.has_role(ROLE_SERVICE));
+            assert!(Authenticator::public_key_pem(other).expect("key").verify(&token).is_err());
+        }
+        assert!(mint_pem_with_roles(b"not a key", "x", &[], Duration::from_secs(60)).is_err());
+    }
 
     #[test]
     fn a_minted_token_authenticates_its_subject_as_a_user() {

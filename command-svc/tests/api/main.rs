@@ -9,3 +9,4 @@ mod concurrency;
 mod event_store;
 mod helpers;
 mod relay;
+mod resources;

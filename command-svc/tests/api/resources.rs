@@ -1,0 +1,279 @@
+//! Bounded resources and quiet refusals: load shedding past MAX_CONCURRENT_REQUESTS, commands
+//! served while the event store's readers saturate their own pool, and refused commands that
+//! write no ERROR line.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use course_proto::v1;
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use tokio::io::AsyncReadExt;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn requests_past_the_server_limit_are_shed_with_resource_exhausted() {
+    let database = fresh_database().await;
+    let mut config = config(&database);
+    config.server.max_concurrent_requests = 1;
+    let app = spawn_app_on(config).await;
+    let user = Uuid::now_v7();
+    let course = create_course(&app, user, 0).await;
+
+    // Hold every write: the next command stays in flight, holding the server's only permit.
+    let db = Database::connect(database.as_str()).await.expect("connect");
+    let lock = db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let stuck = {
+        let mut commands = app.commands();
+        let request = as_user(
+            user,
+            v1::ChangeCourseTitleRequest {
+                course_id: course.clone(),
+                title: "Held".into(),
+                ..Default::default()
+            },
+        );
+        tokio::spawn(async move { commands.change_course_title(request).await })
+    };
+
+    // Anything else is now shed at once, health checks included, until the permit is free.
+    let mut health = HealthClient::new(app.channel());
+    let shed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match health.check(HealthCheckRequest { service: String::new() }).await {
+                Err(status) if status.code() == Code::ResourceExhausted => return status,
+                Err(status) => panic!("unexpected {status:?}"),
+                // The held command has not reached the server yet.
+                Ok(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+    .expect("the held command takes the only permit");
+    assert!(shed.message().contains("overloaded"), "{}", shed.message());
+    let status = assert_code(
+        app.commands().create_course(as_user(user, create_request(0))).await,
+        Code::ResourceExhausted,
+    );
+    assert!(!status.message().contains("events"), "no internals: {}", status.message());
+    assert!(!stuck.is_finished(), "the held command is still waiting for the lock");
+
+    lock.rollback().await.expect("release");
+    let done = stuck.await.expect("task").expect("the held command succeeds");
+    assert_eq!(done.into_inner().version, 2);
+    // The permit came back: the server serves again.
+    app.commands()
+        .create_course(as_user(user, create_request(0)))
+        .await
+        .expect("served once the permit is free");
+}
+
+#[tokio::test]
+async fn commands_are_served_while_event_store_readers_saturate_their_pool() {
+    let database = fresh_database().await;
+    let mut config = config(&database);
+    config.database_max_connections = 4;
+    config.event_store_read_connections = 1;
+    config.server.max_concurrent_requests = 100_000;
+    config.server.concurrency_limit_per_connection = 10_000;
+    let app = spawn_app_on(config).await;
+    let instructor = Uuid::now_v7();
+    let course = open_course(&app, instructor, 0, true).await;
+    // Enough history that every ReadAll holds the readers' one connection for a while.
+    let text = "x".repeat(2000);
+    let comments = futures::stream::iter(0..200)
+        .map(|_| {
+            let mut commands = app.commands();
+            let request = as_user(
+                instructor,
+                v1::CommentCourseRequest {
+                    course_id: course.clone(),
+                    text: text.clone(),
+                    ..Default::default()
+                },
+            );
+            async move { commands.comment_course(request).await.expect("comment") }
+        })
+        .buffer_unordered(16)
+        .count()
+        .await;
+    assert_eq!(comments, 200);
+
+    // Readers: many concurrent full replays in a loop, until the commands below are done.
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let starved = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..48 {
+        let mut store = app.event_store();
+        let (done, reads, starved) = (done.clone(), reads.clone(), starved.clone());
+        readers.push(tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let request = v1::ReadAllRequest { from_position: 0, max_count: 0, follow: false };
+                let outcome = match store.read_all(request).await {
+                    Ok(response) => {
+                        let mut stream = response.into_inner();
+                        let mut result = Ok(());
+                        while let Some(item) = stream.next().await {
+                            if let Err(status) = item {
+                                result = Err(status);
+                                break;
+                            }
+                        }
+                        result
+                    }
+                    Err(status) => Err(status),
+                };
+                match outcome {
+                    Ok(()) => reads.fetch_add(1, Ordering::Relaxed),
+                    Err(status) if status.code() == Code::Unavailable => {
+                        starved.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(status) => panic!("reader: {status:?}"),
+                };
+            }
+        }));
+    }
+    // The readers' pool is saturated once a reader had to give up waiting for a connection.
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while starved.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("48 replaying readers saturate a pool of one connection");
+
+    // Meanwhile every command succeeds, without queueing behind the readers: readers wait
+    // 2-3 s for their connection (or give up); a command sharing their pool would too.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let user = Uuid::now_v7();
+        let started = std::time::Instant::now();
+        app.commands().join_course(as_user(user, join(&course))).await.expect("join served");
+        slowest = slowest.max(started.elapsed());
+    }
+    eprintln!("slowest command while readers were starved: {slowest:?}");
+    assert!(slowest < Duration::from_millis(1500), "a command waited {slowest:?}");
+    let health = HealthClient::new(app.channel())
+        .check(HealthCheckRequest { service: "course.v1.CourseCommandService".into() })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+    done.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    assert!(reads.load(Ordering::Relaxed) > 0, "readers were served too, one at a time");
+}
+
+#[tokio::test]
+async fn refused_commands_write_no_error_line() {
+    let database = fresh_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_command-svc"))
+        .env("DATABASE_URL", &database)
+        .env("GRPC_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AUTH_JWT_SECRET", SECRET)
+        .env("RABBITMQ_URL", rabbitmq_url())
+        .env("RABBITMQ_EXCHANGE", testkit::unique("test.events"))
+        .env("METRICS_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,command_svc=debug")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("command-svc starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let output = tokio::spawn(async move {
+        let mut out = String::new();
+        let mut err = String::new();
+        let _ = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
+        out + &err
+    });
+    let app = connect(&format!("127.0.0.1:{port}"), config(&database));
+    app.wait_for_health(ServingStatus::Serving).await;
+
+    // One refusal of every kind a caller can cause.
+    let instructor = Uuid::now_v7();
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let missing = Uuid::now_v7().to_string();
+    let course = open_course(&app, instructor, 1, false).await;
+    let mut commands = app.commands();
+    commands.join_course(as_user(alice, join(&course))).await.expect("alice joins");
+    let title = |text: &str, command_id: &str| v1::ChangeCourseTitleRequest {
+        course_id: course.clone(),
+        title: text.into(),
+        command_id: Some(command_id.to_owned()),
+        ..Default::default()
+    };
+    let command_id = Uuid::now_v7().to_string();
+    commands
+        .change_course_title(as_user(instructor, title("First", &command_id)))
+        .await
+        .expect("title changed");
+    let stale = v1::LeaveCourseRequest {
+        course_id: course.clone(),
+        expected_version: Some(1),
+        ..Default::default()
+    };
+    let present = v1::PresentCourseRequest { course_id: course.clone(), ..Default::default() };
+    let refusals = [
+        (Code::FailedPrecondition, code(commands.join_course(as_user(alice, join(&course))).await)),
+        (Code::FailedPrecondition, code(commands.join_course(as_user(bob, join(&course))).await)),
+        (Code::NotFound, code(commands.join_course(as_user(alice, join(&missing))).await)),
+        (Code::InvalidArgument, code(commands.join_course(as_user(alice, join("x"))).await)),
+        (Code::Unauthenticated, code(commands.join_course(join(&course)).await)),
+        (Code::PermissionDenied, code(commands.present_course(as_user(alice, present)).await)),
+        (Code::Aborted, code(commands.leave_course(as_user(alice, stale)).await)),
+        (
+            Code::AlreadyExists,
+            code(
+                commands
+                    .change_course_title(as_user(instructor, title("Other", &command_id)))
+                    .await,
+            ),
+        ),
+    ];
+    for (expected, got) in refusals {
+        assert_eq!(got, Some(expected));
+    }
+
+    // Graceful stop, then read everything the service wrote.
+    let pid = child.id().expect("running").to_string();
+    let term = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(term.expect("kill runs").success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .expect("exit status");
+    assert!(exit.success(), "{exit:?}");
+    let logs = output.await.expect("output");
+    let lines: Vec<serde_json::Value> =
+        logs.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    assert!(lines.len() > 3, "the service's JSON log was captured:\n{logs}");
+    let errors: Vec<&serde_json::Value> =
+        lines.iter().filter(|line| line["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "refusals logged at ERROR: {errors:#?}");
+    let refused = lines.iter().filter(|line| line["message"] == "refused").count();
+    assert!(refused >= 5, "refusals are still logged, below ERROR ({refused}):\n{logs}");
+}
+
+/// The status code of a failed call (None when it succeeded).
+fn code<T>(result: Result<T, tonic::Status>) -> Option<Code> {
+    result.err().map(|status| status.code())
+}
