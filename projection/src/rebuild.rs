@@ -20,10 +20,14 @@ use futures::StreamExt;
 use tonic::transport::Channel;
 
 use crate::decode::from_envelope;
+use crate::fold::StoredEvent;
 use crate::projector::{ProjectError, Projector};
 use crate::read_model::{Generations, ReadModel, ReadModelError};
 
-const PAGE: u32 = 1000;
+/// Events per `ReadAll` call.
+const PAGE: u32 = 100_000;
+/// Events folded and written together.
+const CHUNK: usize = 4096;
 
 /// Why a rebuild did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -122,32 +126,85 @@ pub async fn complete<M: ReadModel>(
     Ok(())
 }
 
-/// Applies every event after `from` to `generation`, page by page, until a page comes back
-/// short (caught up). Returns the last position applied.
+/// Applies every event after `from` to `generation`, in large pages of `ReadAll`, until a page
+/// comes back short (caught up). The page is read while the previous chunk is written; each
+/// chunk is folded per course in memory and written in one round trip. Returns the last
+/// position applied.
 async fn replay<M: ReadModel>(
     projector: &Projector<M>,
-    mut events: EventStoreServiceClient<Channel>,
+    events: EventStoreServiceClient<Channel>,
     generation: u32,
     from: u64,
 ) -> Result<u64, RebuildError> {
+    let (chunks, mut received) =
+        tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectError>>(4);
+    let reader = tokio::spawn(read_pages(events, from, chunks));
+    let mut position = from;
+    let mut count = 0u64;
+    let started = std::time::Instant::now();
+    while let Some(chunk) = received.recv().await {
+        let chunk = chunk?;
+        projector.replay_batch(generation, &chunk).await?;
+        position = chunk.last().map_or(position, |e| e.global_position);
+        count += chunk.len() as u64;
+    }
+    let _ = reader.await;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        generation,
+        position,
+        count,
+        events_per_second = (count as f64 / seconds.max(1e-9)) as u64,
+        "replayed"
+    );
+    Ok(position)
+}
+
+/// Streams `ReadAll` from `from` in pages of [`PAGE`], sending chunks of [`CHUNK`] events.
+async fn read_pages(
+    mut events: EventStoreServiceClient<Channel>,
+    from: u64,
+    chunks: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, ProjectError>>,
+) {
     let mut position = from;
     loop {
-        let mut stream = events
-            .read_all(ReadAllRequest { from_position: position, max_count: PAGE, follow: false })
-            .await
-            .map_err(ProjectError::from)?
-            .into_inner();
-        let mut count = 0;
-        while let Some(item) = stream.next().await {
-            let Some(envelope) = item.map_err(ProjectError::from)?.event else { continue };
-            let event = from_envelope(&envelope).map_err(ProjectError::from)?;
-            projector.apply_to(generation, &event).await?;
-            position = event.global_position;
-            count += 1;
+        let result: Result<u32, ProjectError> = async {
+            let mut stream = events
+                .read_all(ReadAllRequest {
+                    from_position: position,
+                    max_count: PAGE,
+                    follow: false,
+                })
+                .await?
+                .into_inner();
+            let mut count = 0;
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while let Some(item) = stream.next().await {
+                let Some(envelope) = item?.event else { continue };
+                let event = from_envelope(&envelope)?;
+                position = event.global_position;
+                count += 1;
+                chunk.push(event);
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if chunks.send(Ok(full)).await.is_err() {
+                        return Ok(0);
+                    }
+                }
+            }
+            if !chunk.is_empty() && chunks.send(Ok(chunk)).await.is_err() {
+                return Ok(0);
+            }
+            Ok(count)
         }
-        tracing::debug!(generation, position, count, "replayed a page");
-        if count < PAGE {
-            return Ok(position);
+        .await;
+        match result {
+            Ok(count) if count == PAGE => continue,
+            Ok(_) => return,
+            Err(err) => {
+                let _ = chunks.send(Err(err)).await;
+                return;
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::consumer::run_consumer;
+use crate::consumer::{Batching, run_consumer};
 use crate::progress::Progress;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
@@ -40,6 +40,10 @@ pub struct RuntimeConfig {
     pub delivery_limit: u32,
     /// Unacknowledged messages in flight.
     pub prefetch: u16,
+    /// Most events applied together.
+    pub batch_size: usize,
+    /// How long a batch waits for more events after its first.
+    pub batch_linger: Duration,
     /// command-svc's gRPC address, for gap filling and rebuilds.
     pub event_store_url: String,
     /// Rebuild into a fresh generation at start-up even when data exists.
@@ -108,6 +112,7 @@ impl<M: ReadModel> Runtime<M> {
         self.tasks.push(tokio::spawn(run_consumer(
             self.pool.clone(),
             topology,
+            Batching { size: self.config.batch_size, linger: self.config.batch_linger },
             self.projector.clone(),
             self.stop.clone(),
         )));

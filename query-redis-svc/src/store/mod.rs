@@ -36,7 +36,7 @@ use fred::types::config::TcpConfig;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
 use projection::fold::{Change, CourseSummary};
-use projection::{Generations, ReadModel, ReadModelError, Saved};
+use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
 /// The catalog read model in Redis.
@@ -46,6 +46,7 @@ pub struct RedisReadModel {
     prefix: Arc<str>,
     save: Arc<Script>,
     mark: Arc<Script>,
+    mark_batch: Arc<Script>,
     swap: Arc<Script>,
 }
 
@@ -120,6 +121,38 @@ impl Ops {
         self.0.push(N.to_string());
         self.0.extend(parts.iter().map(|p| (*p).to_owned()));
     }
+
+    /// Appends `other`, dropping each popularity-score `ZADD` that a later `ZADD` of the same
+    /// key and member overwrites anyway (a course's score changes with every join and leave).
+    fn extend_deduplicated(&mut self, other: Ops) {
+        let mut ops: Vec<&[String]> = Vec::new();
+        let mut i = 0;
+        while i < other.0.len() {
+            let n: usize = other.0[i].parse().unwrap_or(0);
+            let end = (i + 1 + n).min(other.0.len());
+            ops.push(&other.0[i + 1..end]);
+            i = end;
+        }
+        let score = |op: &[String]| -> Option<(String, String)> {
+            (op.len() == 4 && op[0] == "ZADD" && op[1].contains(":idx:popular"))
+                .then(|| (op[1].clone(), op[3].clone()))
+        };
+        let mut later = std::collections::HashSet::new();
+        let mut keep = vec![true; ops.len()];
+        for (index, op) in ops.iter().enumerate().rev() {
+            if let Some(target) = score(op)
+                && !later.insert(target)
+            {
+                keep[index] = false;
+            }
+        }
+        for (op, keep) in ops.iter().zip(keep) {
+            if keep {
+                self.0.push(op.len().to_string());
+                self.0.extend(op.iter().cloned());
+            }
+        }
+    }
 }
 
 impl RedisReadModel {
@@ -142,8 +175,62 @@ impl RedisReadModel {
             prefix: Arc::from(prefix),
             save: Arc::new(Script::from_lua(scripts::SAVE)),
             mark: Arc::new(Script::from_lua(scripts::MARK_APPLIED)),
+            mark_batch: Arc::new(Script::from_lua(scripts::MARK_APPLIED_BATCH)),
             swap: Arc::new(Script::from_lua(scripts::SWAP_GENERATIONS)),
         })
+    }
+
+    /// Runs `script` once per call in one pipeline (one round trip); loads the script and
+    /// sends again what Redis did not know yet (after a Redis restart, for example).
+    async fn eval_pipelined(
+        &self,
+        script: &Script,
+        calls: Vec<(Vec<String>, Vec<String>)>,
+    ) -> Result<Vec<i64>, ReadModelError> {
+        let mut results: Vec<Option<i64>> = vec![None; calls.len()];
+        for attempt in 0..2 {
+            let pipeline = self.client.pipeline();
+            let mut sent = Vec::new();
+            for (index, (keys, args)) in calls.iter().enumerate() {
+                if results[index].is_none() {
+                    // The pipeline offers no EVALSHA of its own.
+                    let mut command = Vec::with_capacity(2 + keys.len() + args.len());
+                    command.push(script.sha1().to_string());
+                    command.push(keys.len().to_string());
+                    command.extend(keys.iter().cloned());
+                    command.extend(args.iter().cloned());
+                    let _: () = pipeline
+                        .custom(
+                            CustomCommand::new("EVALSHA", ClusterHash::FirstKey, false),
+                            command,
+                        )
+                        .await
+                        .map_err(classify)?;
+                    sent.push(index);
+                }
+            }
+            let answers: Vec<Result<i64, Error>> = pipeline.try_all().await;
+            let mut missing = false;
+            for (index, answer) in sent.into_iter().zip(answers) {
+                match answer {
+                    Ok(value) => results[index] = Some(value),
+                    Err(err) if err.details().starts_with("NOSCRIPT") && attempt == 0 => {
+                        missing = true;
+                    }
+                    Err(err) => return Err(classify(err)),
+                }
+            }
+            if !missing {
+                break;
+            }
+            script.load(&self.client).await.map_err(classify)?;
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| ReadModelError::Unexpected(anyhow::anyhow!("script not loaded")))
+            })
+            .collect()
     }
 
     /// True when Redis answers.
@@ -286,21 +373,45 @@ impl RedisReadModel {
     }
 
     fn write_ops(&self, generation: u32, after: &CourseSummary, change: &Change) -> Ops {
+        let mut ops = Ops::default();
+        self.summary_op(generation, after, &mut ops);
+        self.change_ops(generation, after, change, &mut ops);
+        ops
+    }
+
+    /// One course's steps as one script call: the index changes of every step in order, the
+    /// popularity scores only as last set, and the summary once, as it ends.
+    fn batch_ops(&self, generation: u32, write: &CourseWrite) -> Ops {
+        let mut ops = Ops::default();
+        let Some(after) = write.after() else { return ops };
+        self.summary_op(generation, after, &mut ops);
+        let mut changes = Ops::default();
+        for (step, change) in &write.steps {
+            self.change_ops(generation, step, change, &mut changes);
+        }
+        ops.extend_deduplicated(changes);
+        ops
+    }
+
+    fn summary_op(&self, generation: u32, after: &CourseSummary, ops: &mut Ops) {
+        let course = self.course_key(generation, after.course_id);
+        let fields = summary_fields(after);
+        ops.0.push((2 + 2 * fields.len()).to_string());
+        ops.0.push("HSET".to_owned());
+        ops.0.push(course);
+        for (field, value) in fields {
+            ops.0.push(field.to_owned());
+            ops.0.push(value);
+        }
+    }
+
+    fn change_ops(&self, generation: u32, after: &CourseSummary, change: &Change, ops: &mut Ops) {
         let id = after.course_id.to_string();
         let course = self.course_key(generation, after.course_id);
         let status = status_name(after.status);
         let participants = after.participant_count.to_string();
         let popular = self.key(generation, "idx:popular");
         let popular_status = self.key(generation, &format!("idx:popular:{status}"));
-        let mut ops = Ops::default();
-        let fields = summary_fields(after);
-        let mut hset: Vec<&str> = vec!["HSET", &course];
-        for (field, value) in &fields {
-            hset.push(field);
-            hset.push(value);
-        }
-        ops.0.push(hset.len().to_string());
-        ops.0.extend(hset.iter().map(|s| (*s).to_owned()));
         match change {
             Change::Created => {
                 let instructor =
@@ -358,7 +469,6 @@ impl RedisReadModel {
             }
             Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
         }
-        ops
     }
 }
 
@@ -518,6 +628,81 @@ impl ReadModel for RedisReadModel {
         let value: Option<u64> =
             self.client.get(self.key(generation, "watermark")).await.map_err(classify)?;
         Ok(value.unwrap_or(0))
+    }
+
+    async fn summaries_of(
+        &self,
+        generation: u32,
+        courses: &[Uuid],
+    ) -> Result<Vec<Option<CourseSummary>>, ReadModelError> {
+        if courses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for course in courses {
+            let _: () =
+                pipeline.hgetall(self.course_key(generation, *course)).await.map_err(classify)?;
+        }
+        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
+        courses
+            .iter()
+            .zip(&hashes)
+            .map(|(course, hash)| {
+                if hash.is_empty() {
+                    return Ok(None);
+                }
+                parse_summary(hash).map(Some).ok_or_else(|| {
+                    ReadModelError::Unexpected(anyhow::anyhow!(
+                        "course {course}: malformed summary hash"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn save_batch(
+        &self,
+        generation: u32,
+        writes: &[CourseWrite],
+    ) -> Result<Vec<Saved>, ReadModelError> {
+        let calls = writes
+            .iter()
+            .filter_map(|write| {
+                let after = write.after()?;
+                let mut args = vec![write.before_version.to_string()];
+                args.extend(self.batch_ops(generation, write).0);
+                Some((vec![self.course_key(generation, after.course_id)], args))
+            })
+            .collect::<Vec<_>>();
+        if calls.len() != writes.len() {
+            return Err(ReadModelError::Unexpected(anyhow::anyhow!(
+                "a course write without steps"
+            )));
+        }
+        let applied = self.eval_pipelined(&self.save, calls).await?;
+        Ok(applied
+            .into_iter()
+            .map(|a| if a == 1 { Saved::Applied } else { Saved::Conflict })
+            .collect())
+    }
+
+    async fn mark_applied_batch(
+        &self,
+        generation: u32,
+        positions: &[u64],
+    ) -> Result<u64, ReadModelError> {
+        let mut sorted = positions.to_vec();
+        sorted.sort_unstable();
+        let watermark: u64 = self
+            .mark_batch
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                sorted.iter().map(u64::to_string).collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(watermark)
     }
 }
 

@@ -46,6 +46,30 @@ redis.call('SET', KEYS[2], string.format('%d', w))
 return w
 "#;
 
+/// [`MARK_APPLIED`] for many positions: ARGV = positions, ascending. A position right after
+/// the watermark advances it without touching the zset (the common case: a batch in order).
+pub const MARK_APPLIED_BATCH: &str = r#"
+local w = tonumber(redis.call('GET', KEYS[2]) or '0')
+local start = w
+for i = 1, #ARGV do
+  local p = tonumber(ARGV[i])
+  if p == w + 1 then
+    w = p
+  elseif p > w then
+    redis.call('ZADD', KEYS[1], p, ARGV[i])
+  end
+end
+while redis.call('ZSCORE', KEYS[1], string.format('%d', w + 1)) do
+  w = w + 1
+  redis.call('ZREM', KEYS[1], string.format('%d', w))
+end
+if w > start then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', w)
+  redis.call('SET', KEYS[2], string.format('%d', w))
+end
+return w
+"#;
+
 /// Compare-and-set of the generations hash.
 ///
 /// KEYS[1] = generations hash; ARGV = expected active, expected building (0: none), new
