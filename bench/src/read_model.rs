@@ -34,6 +34,9 @@ pub struct ReadModelArgs {
         default_value = "250,500,1000,1500,2000,2500,3000,4000,5000"
     )]
     pub rates: Vec<u32>,
+    /// Skip the stepped load (drain and rebuild figures only).
+    #[arg(long)]
+    pub skip_sustained: bool,
     /// Length of each step.
     #[arg(long, default_value_t = 6)]
     pub step_seconds: u64,
@@ -95,6 +98,8 @@ pub struct Figures {
     pub drain: Option<f64>,
     /// Events/s replayed by a rebuild, and the events replayed.
     pub rebuild: Option<(f64, u64)>,
+    /// Events/s `ReadAll` streams on its own.
+    pub read_all: Option<f64>,
     /// `redis-benchmark -P 16 -t set` requests/s.
     pub redis_set_p16: Option<f64>,
 }
@@ -361,6 +366,14 @@ pub async fn drain_rate(
     }
 }
 
+/// How fast the event store's `ReadAll` alone streams every event (events/s): the ceiling
+/// of any rebuild.
+pub async fn read_all_rate(command: &Channel) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let events = head(command, 0).await?;
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Rebuilds the Redis read model from the event store; returns (events/s, events replayed).
 pub async fn rebuild_rate(catalog: &Channel) -> anyhow::Result<(f64, u64)> {
     let before = status(catalog).await?;
@@ -404,12 +417,19 @@ pub async fn run(
         "read model: stepping the offered JoinCourse load (lag budget p99 < {} ms)",
         args.lag_budget_ms
     );
-    let (_, sustained) = sustained_rate(&command, &catalog, secret, args).await?;
+    let sustained = if args.skip_sustained {
+        None
+    } else {
+        sustained_rate(&command, &catalog, secret, args).await?.1
+    };
     figures.sustained = sustained;
     if let Some(pid_file) = &args.catalog_pid_file {
         let pid: u32 = std::fs::read_to_string(pid_file)?.trim().parse()?;
         figures.drain = Some(drain_rate(&command, &catalog, secret, pid, args.drain_events).await?);
     }
+    let read_all = read_all_rate(&command).await?;
+    println!("ReadAll alone                    {read_all:.0} events/s (the ceiling of a rebuild)");
+    figures.read_all = Some(read_all);
     figures.rebuild = Some(rebuild_rate(&catalog).await?);
     figures.redis_set_p16 = redis_set_reference(&args.redis_host, args.redis_port).await.ok();
     let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"));

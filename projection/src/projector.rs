@@ -85,6 +85,24 @@ pub struct BatchReport {
     pub failed: Vec<(usize, ProjectError)>,
 }
 
+/// The course states a replay has written, so that it need not read them back.
+#[derive(Default)]
+pub struct ReplayCache {
+    states: HashMap<uuid::Uuid, CourseSummary>,
+}
+
+impl ReplayCache {
+    /// Courses remembered at most (then it starts afresh; a forgotten course is read again).
+    const LIMIT: usize = 500_000;
+
+    fn remember(&mut self, summary: &CourseSummary) {
+        if self.states.len() >= Self::LIMIT && !self.states.contains_key(&summary.course_id) {
+            self.states.clear();
+        }
+        self.states.insert(summary.course_id, summary.clone());
+    }
+}
+
 /// The events of one course within a batch.
 struct CourseEvents<'a> {
     course_id: uuid::Uuid,
@@ -145,7 +163,7 @@ impl<M: ReadModel> Projector<M> {
         let mut applied = vec![false; events.len()];
         let mut failed: HashMap<usize, ProjectError> = HashMap::new();
         for generation in generations.written() {
-            let pass = self.apply_batch(generation, events).await?;
+            let pass = self.apply_batch(generation, events, None).await?;
             for index in pass.applied {
                 applied[index] = true;
             }
@@ -178,20 +196,22 @@ impl<M: ReadModel> Projector<M> {
         generation: u32,
         event: &StoredEvent,
     ) -> Result<Outcome, ProjectError> {
-        let mut pass = self.apply_batch(generation, std::slice::from_ref(event)).await?;
+        let mut pass = self.apply_batch(generation, std::slice::from_ref(event), None).await?;
         if let Some((_, err)) = pass.failed.pop() {
             return Err(err);
         }
         Ok(if pass.applied.is_empty() { Outcome::Duplicate } else { Outcome::Applied })
     }
 
-    /// Replays events in global order into `generation` (a rebuild): the same batch path.
+    /// Replays events in global order into `generation` (a rebuild): the same batch path,
+    /// with the states the replay wrote remembered in `cache` instead of read back.
     pub async fn replay_batch(
         &self,
         generation: u32,
         events: &[StoredEvent],
+        cache: &mut ReplayCache,
     ) -> Result<(), ProjectError> {
-        let mut pass = self.apply_batch(generation, events).await?;
+        let mut pass = self.apply_batch(generation, events, Some(cache)).await?;
         match pass.failed.pop() {
             Some((_, err)) => Err(err),
             None => Ok(()),
@@ -206,6 +226,7 @@ impl<M: ReadModel> Projector<M> {
         &self,
         generation: u32,
         batch: &[StoredEvent],
+        mut cache: Option<&mut ReplayCache>,
     ) -> Result<Pass, ProjectError> {
         let mut pending = group_by_course(batch);
         let repeats: Vec<(usize, usize)> =
@@ -213,12 +234,20 @@ impl<M: ReadModel> Projector<M> {
         let mut pass = Pass::default();
         let mut positions: Vec<u64> = Vec::with_capacity(batch.len());
         let mut touched: HashMap<uuid::Uuid, u64> = HashMap::new();
-        for _ in 0..MAX_CONFLICTS {
+        for attempt in 0..MAX_CONFLICTS {
             if pending.is_empty() {
                 break;
             }
             let ids: Vec<uuid::Uuid> = pending.iter().map(|c| c.course_id).collect();
-            let currents = self.model.summaries_of(generation, &ids).await?;
+            let currents = match cache.as_deref_mut() {
+                // A replay's first look: what it wrote itself, or nothing. A guess that is
+                // wrong (a live consumer wrote the course meanwhile) loses the version guard
+                // and the course is read for real on the next round.
+                Some(cache) if attempt == 0 => {
+                    ids.iter().map(|id| cache.states.get(id).cloned()).collect()
+                }
+                _ => self.model.summaries_of(generation, &ids).await?,
+            };
             let mut writes = Vec::with_capacity(pending.len());
             // Per write: the course's index in `pending`, and the (batch index, position) of
             // each event it applies (gap fills have no batch index).
@@ -319,6 +348,9 @@ impl<M: ReadModel> Projector<M> {
                         }
                         if let Some(after) = write.after() {
                             touched.insert(after.course_id, after.version);
+                            if let Some(cache) = cache.as_deref_mut() {
+                                cache.remember(after);
+                            }
                         }
                     }
                     // Another writer moved the course: read it again and fold again.

@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 
 use crate::decode::from_envelope;
 use crate::fold::StoredEvent;
-use crate::projector::{ProjectError, Projector};
+use crate::projector::{ProjectError, Projector, ReplayCache};
 use crate::read_model::{Generations, ReadModel, ReadModelError};
 
 /// Events per `ReadAll` call.
@@ -141,10 +141,11 @@ async fn replay<M: ReadModel>(
     let reader = tokio::spawn(read_pages(events, from, chunks));
     let mut position = from;
     let mut count = 0u64;
+    let mut cache = ReplayCache::default();
     let started = std::time::Instant::now();
     while let Some(chunk) = received.recv().await {
         let chunk = chunk?;
-        projector.replay_batch(generation, &chunk).await?;
+        projector.replay_batch(generation, &chunk, &mut cache).await?;
         position = chunk.last().map_or(position, |e| e.global_position);
         count += chunk.len() as u64;
     }

@@ -14,8 +14,9 @@
 //! | `P g:user:{id}:joined` | hash | course → their member above |
 //! | `P g:applied`, `P g:watermark` | zset, string | applied positions above the contiguous watermark |
 //!
-//! Every event is one Lua script (`scripts::SAVE`): it checks the course hash's version and
-//! applies all key changes atomically, so a duplicate or a concurrent writer can never double a
+//! Every course of a batch is one Lua script call (`scripts::SAVE_COURSE`), all of them in one
+//! pipeline: it checks the course hash's version and applies the summary and every index change
+//! of the course's events atomically, so a duplicate or a concurrent writer can never double a
 //! count or an index entry. The scripts touch keys not passed in `KEYS`, so this layout is for a
 //! single Redis (or a replicated primary), not Redis Cluster.
 
@@ -34,7 +35,7 @@ use fred::prelude::{
 };
 use fred::types::config::TcpConfig;
 use fred::types::scripts::Script;
-use fred::types::{ClusterHash, CustomCommand};
+use fred::types::{ClusterHash, CustomCommand, Value};
 use projection::fold::{Change, CourseSummary};
 use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
@@ -112,49 +113,6 @@ fn classify(err: Error) -> ReadModelError {
     }
 }
 
-/// Builds write operations for the SAVE script.
-#[derive(Default)]
-struct Ops(Vec<String>);
-
-impl Ops {
-    fn op<const N: usize>(&mut self, parts: [&str; N]) {
-        self.0.push(N.to_string());
-        self.0.extend(parts.iter().map(|p| (*p).to_owned()));
-    }
-
-    /// Appends `other`, dropping each popularity-score `ZADD` that a later `ZADD` of the same
-    /// key and member overwrites anyway (a course's score changes with every join and leave).
-    fn extend_deduplicated(&mut self, other: Ops) {
-        let mut ops: Vec<&[String]> = Vec::new();
-        let mut i = 0;
-        while i < other.0.len() {
-            let n: usize = other.0[i].parse().unwrap_or(0);
-            let end = (i + 1 + n).min(other.0.len());
-            ops.push(&other.0[i + 1..end]);
-            i = end;
-        }
-        let score = |op: &[String]| -> Option<(String, String)> {
-            (op.len() == 4 && op[0] == "ZADD" && op[1].contains(":idx:popular"))
-                .then(|| (op[1].clone(), op[3].clone()))
-        };
-        let mut later = std::collections::HashSet::new();
-        let mut keep = vec![true; ops.len()];
-        for (index, op) in ops.iter().enumerate().rev() {
-            if let Some(target) = score(op)
-                && !later.insert(target)
-            {
-                keep[index] = false;
-            }
-        }
-        for (op, keep) in ops.iter().zip(keep) {
-            if keep {
-                self.0.push(op.len().to_string());
-                self.0.extend(op.iter().cloned());
-            }
-        }
-    }
-}
-
 impl RedisReadModel {
     /// A client for `url` that reconnects by itself; it connects in the background, so a Redis
     /// that is down does not stop the service from starting.
@@ -173,7 +131,7 @@ impl RedisReadModel {
         Ok(Self {
             client,
             prefix: Arc::from(prefix),
-            save: Arc::new(Script::from_lua(scripts::SAVE)),
+            save: Arc::new(Script::from_lua(scripts::SAVE_COURSE)),
             mark: Arc::new(Script::from_lua(scripts::MARK_APPLIED)),
             mark_batch: Arc::new(Script::from_lua(scripts::MARK_APPLIED_BATCH)),
             swap: Arc::new(Script::from_lua(scripts::SWAP_GENERATIONS)),
@@ -185,24 +143,31 @@ impl RedisReadModel {
     async fn eval_pipelined(
         &self,
         script: &Script,
-        calls: Vec<(Vec<String>, Vec<String>)>,
+        calls: Vec<(String, Vec<String>)>,
     ) -> Result<Vec<i64>, ReadModelError> {
-        let mut results: Vec<Option<i64>> = vec![None; calls.len()];
+        // EVALSHA by hand (the pipeline offers none of its own); the arguments become shared
+        // byte strings once, so that sending them again after a NOSCRIPT copies nothing.
+        let commands: Vec<Vec<Value>> = calls
+            .into_iter()
+            .map(|(key, args)| {
+                let mut command = Vec::with_capacity(3 + args.len());
+                command.push(Value::String(script.sha1().clone()));
+                command.push(Value::Integer(1));
+                command.push(Value::String(key.into()));
+                command.extend(args.into_iter().map(|a| Value::String(a.into())));
+                command
+            })
+            .collect();
+        let mut results: Vec<Option<i64>> = vec![None; commands.len()];
         for attempt in 0..2 {
             let pipeline = self.client.pipeline();
             let mut sent = Vec::new();
-            for (index, (keys, args)) in calls.iter().enumerate() {
+            for (index, command) in commands.iter().enumerate() {
                 if results[index].is_none() {
-                    // The pipeline offers no EVALSHA of its own.
-                    let mut command = Vec::with_capacity(2 + keys.len() + args.len());
-                    command.push(script.sha1().to_string());
-                    command.push(keys.len().to_string());
-                    command.extend(keys.iter().cloned());
-                    command.extend(args.iter().cloned());
                     let _: () = pipeline
                         .custom(
                             CustomCommand::new("EVALSHA", ClusterHash::FirstKey, false),
-                            command,
+                            command.clone(),
                         )
                         .await
                         .map_err(classify)?;
@@ -372,103 +337,44 @@ impl RedisReadModel {
         Ok(members.iter().filter_map(|m| Joined::parse(m)).collect())
     }
 
-    fn write_ops(&self, generation: u32, after: &CourseSummary, change: &Change) -> Ops {
-        let mut ops = Ops::default();
-        self.summary_op(generation, after, &mut ops);
-        self.change_ops(generation, after, change, &mut ops);
-        ops
-    }
-
-    /// One course's steps as one script call: the index changes of every step in order, the
-    /// popularity scores only as last set, and the summary once, as it ends.
-    fn batch_ops(&self, generation: u32, write: &CourseWrite) -> Ops {
-        let mut ops = Ops::default();
-        let Some(after) = write.after() else { return ops };
-        self.summary_op(generation, after, &mut ops);
-        let mut changes = Ops::default();
-        for (step, change) in &write.steps {
-            self.change_ops(generation, step, change, &mut changes);
-        }
-        ops.extend_deduplicated(changes);
-        ops
-    }
-
-    fn summary_op(&self, generation: u32, after: &CourseSummary, ops: &mut Ops) {
-        let course = self.course_key(generation, after.course_id);
+    /// The SAVE_COURSE arguments of one course's write.
+    fn save_args(&self, generation: u32, write: &CourseWrite) -> Option<(String, Vec<String>)> {
+        let after = write.after()?;
         let fields = summary_fields(after);
-        ops.0.push((2 + 2 * fields.len()).to_string());
-        ops.0.push("HSET".to_owned());
-        ops.0.push(course);
+        let mut args = Vec::with_capacity(4 + 2 * fields.len() + 3 * write.steps.len());
+        args.push(write.before_version.to_string());
+        args.push(format!("{}{generation}:", self.prefix));
+        args.push(after.course_id.to_string());
+        args.push(fields.len().to_string());
         for (field, value) in fields {
-            ops.0.push(field.to_owned());
-            ops.0.push(value);
+            args.push(field.to_owned());
+            args.push(value);
         }
-    }
-
-    fn change_ops(&self, generation: u32, after: &CourseSummary, change: &Change, ops: &mut Ops) {
-        let id = after.course_id.to_string();
-        let course = self.course_key(generation, after.course_id);
-        let status = status_name(after.status);
-        let participants = after.participant_count.to_string();
-        let popular = self.key(generation, "idx:popular");
-        let popular_status = self.key(generation, &format!("idx:popular:{status}"));
-        match change {
-            Change::Created => {
-                let instructor =
-                    self.key(generation, &format!("idx:instructor:{}", after.instructor_id));
-                ops.op(["ZADD", &self.key(generation, "idx:all"), "0", &id]);
-                ops.op(["ZADD", &self.key(generation, &format!("idx:status:{status}")), "0", &id]);
-                ops.op(["ZADD", &instructor, "0", &id]);
-                ops.op(["ZADD", &popular, &participants, &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
+        for (step, change) in &write.steps {
+            match change {
+                Change::Created => {
+                    args.push("C".to_owned());
+                    args.push(step.instructor_id.to_string());
+                    args.push(status_name(step.status).to_owned());
+                }
+                Change::StatusChanged { from } => {
+                    args.push("S".to_owned());
+                    args.push(status_name(*from).to_owned());
+                    args.push(status_name(step.status).to_owned());
+                }
+                Change::ParticipantJoined { user_id, joined_at } => {
+                    args.push("J".to_owned());
+                    args.push(user_id.to_string());
+                    args.push(format!("{:013}", joined_at.timestamp_millis().max(0)));
+                }
+                Change::ParticipantLeft { user_id } => {
+                    args.push("L".to_owned());
+                    args.push(user_id.to_string());
+                }
+                Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
             }
-            Change::StatusChanged { from } => {
-                let from = status_name(*from);
-                ops.op(["ZREM", &self.key(generation, &format!("idx:status:{from}")), &id]);
-                ops.op(["ZADD", &self.key(generation, &format!("idx:status:{status}")), "0", &id]);
-                ops.op(["ZREM", &self.key(generation, &format!("idx:popular:{from}")), &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
-            }
-            Change::ParticipantJoined { user_id, joined_at } => {
-                let user = user_id.to_string();
-                let course_member = member(*joined_at, *user_id);
-                let user_member = member(*joined_at, after.course_id);
-                ops.op(["ZADD", &format!("{course}:participants"), "0", &course_member]);
-                ops.op(["HSET", &format!("{course}:joined"), &user, &course_member]);
-                ops.op([
-                    "ZADD",
-                    &self.key(generation, &format!("user:{user}:courses")),
-                    "0",
-                    &user_member,
-                ]);
-                ops.op([
-                    "HSET",
-                    &self.key(generation, &format!("user:{user}:joined")),
-                    &id,
-                    &user_member,
-                ]);
-                ops.op(["ZADD", &popular, &participants, &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
-            }
-            Change::ParticipantLeft { user_id } => {
-                let user = user_id.to_string();
-                ops.op([
-                    "ZREM_INDEXED",
-                    &format!("{course}:participants"),
-                    &format!("{course}:joined"),
-                    &user,
-                ]);
-                ops.op([
-                    "ZREM_INDEXED",
-                    &self.key(generation, &format!("user:{user}:courses")),
-                    &self.key(generation, &format!("user:{user}:joined")),
-                    &id,
-                ]);
-                ops.op(["ZADD", &popular, &participants, &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
-            }
-            Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
         }
+        Some((self.course_key(generation, after.course_id), args))
     }
 }
 
@@ -597,18 +503,9 @@ impl ReadModel for RedisReadModel {
         after: &CourseSummary,
         change: &Change,
     ) -> Result<Saved, ReadModelError> {
-        let mut args = vec![before_version.to_string()];
-        args.extend(self.write_ops(generation, after, change).0);
-        let applied: i64 = self
-            .save
-            .evalsha_with_reload(
-                &self.client,
-                vec![self.course_key(generation, after.course_id)],
-                args,
-            )
-            .await
-            .map_err(classify)?;
-        Ok(if applied == 1 { Saved::Applied } else { Saved::Conflict })
+        let write = CourseWrite { before_version, steps: vec![(after.clone(), change.clone())] };
+        let saved = self.save_batch(generation, std::slice::from_ref(&write)).await?;
+        Ok(saved.into_iter().next().unwrap_or(Saved::Conflict))
     }
 
     async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError> {
@@ -665,15 +562,8 @@ impl ReadModel for RedisReadModel {
         generation: u32,
         writes: &[CourseWrite],
     ) -> Result<Vec<Saved>, ReadModelError> {
-        let calls = writes
-            .iter()
-            .filter_map(|write| {
-                let after = write.after()?;
-                let mut args = vec![write.before_version.to_string()];
-                args.extend(self.batch_ops(generation, write).0);
-                Some((vec![self.course_key(generation, after.course_id)], args))
-            })
-            .collect::<Vec<_>>();
+        let calls =
+            writes.iter().filter_map(|write| self.save_args(generation, write)).collect::<Vec<_>>();
         if calls.len() != writes.len() {
             return Err(ReadModelError::Unexpected(anyhow::anyhow!(
                 "a course write without steps"
