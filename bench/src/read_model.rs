@@ -184,7 +184,7 @@ pub async fn offered_step(
                 continue;
             };
             let course = courses[launched as usize % courses.len()].clone();
-            let sampled = launched % args.sample_every.max(1) == 0;
+            let sampled = launched.is_multiple_of(args.sample_every.max(1));
             let (command, catalog, secret) = (command.clone(), catalog.clone(), secret.to_owned());
             let (ok, failed, samples) = (ok.clone(), failed.clone(), samples_tx.clone());
             tasks.spawn(async move {

@@ -85,6 +85,10 @@ pub struct BatchReport {
     pub failed: Vec<(usize, ProjectError)>,
 }
 
+/// An event a course write applies: its index in the batch (none for a gap fill) and its
+/// global position.
+type Written = (Option<usize>, u64);
+
 /// The course states a replay has written, so that it need not read them back.
 #[derive(Default)]
 pub struct ReplayCache {
@@ -251,7 +255,7 @@ impl<M: ReadModel> Projector<M> {
             let mut writes = Vec::with_capacity(pending.len());
             // Per write: the course's index in `pending`, and the (batch index, position) of
             // each event it applies (gap fills have no batch index).
-            let mut written: Vec<(usize, Vec<(Option<usize>, u64)>)> = Vec::new();
+            let mut written: Vec<(usize, Vec<Written>)> = Vec::new();
             for (slot, (course, current)) in pending.iter().zip(currents).enumerate() {
                 let have = current.as_ref().map_or(0, |c| c.version);
                 let mut fresh = Vec::new();
