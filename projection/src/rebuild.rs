@@ -25,9 +25,12 @@ use crate::projector::{ProjectError, Projector, ReplayCache};
 use crate::read_model::{Generations, ReadModel, ReadModelError};
 
 /// Events per `ReadAll` call.
-const PAGE: u32 = 100_000;
+const PAGE: u32 = 25_000;
+/// `ReadAll` calls running at once (the event store reads the next pages while the read model
+/// writes this one).
+const PAGES_AHEAD: usize = 3;
 /// Events folded and written together.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 8192;
 
 /// Why a rebuild did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -127,9 +130,9 @@ pub async fn complete<M: ReadModel>(
 }
 
 /// Applies every event after `from` to `generation`, in large pages of `ReadAll`, until a page
-/// comes back short (caught up). The page is read while the previous chunk is written; each
-/// chunk is folded per course in memory and written in one round trip. Returns the last
-/// position applied.
+/// comes back short (caught up). Pages are read ahead while chunks are written; each chunk is
+/// folded per course in memory and written in one round trip. Returns the last position
+/// applied.
 async fn replay<M: ReadModel>(
     projector: &Projector<M>,
     events: EventStoreServiceClient<Channel>,
@@ -161,51 +164,70 @@ async fn replay<M: ReadModel>(
     Ok(position)
 }
 
-/// Streams `ReadAll` from `from` in pages of [`PAGE`], sending chunks of [`CHUNK`] events.
+/// Streams `ReadAll` from `from`, sending chunks of [`CHUNK`] events in global order. Up to
+/// [`PAGES_AHEAD`] pages of [`PAGE`] positions are read at once (positions are contiguous, so
+/// page `k` is the positions after `from + k * PAGE`); a page that comes back short is the end.
 async fn read_pages(
-    mut events: EventStoreServiceClient<Channel>,
+    events: EventStoreServiceClient<Channel>,
     from: u64,
     chunks: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, ProjectError>>,
 ) {
-    let mut position = from;
+    let mut ahead = std::collections::VecDeque::new();
+    let mut next = from;
     loop {
-        let result: Result<u32, ProjectError> = async {
-            let mut stream = events
-                .read_all(ReadAllRequest {
-                    from_position: position,
-                    max_count: PAGE,
-                    follow: false,
-                })
-                .await?
-                .into_inner();
-            let mut count = 0;
-            let mut chunk = Vec::with_capacity(CHUNK);
-            while let Some(item) = stream.next().await {
-                let Some(envelope) = item?.event else { continue };
-                let event = from_envelope(&envelope)?;
-                position = event.global_position;
-                count += 1;
-                chunk.push(event);
-                if chunk.len() == CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    if chunks.send(Ok(full)).await.is_err() {
-                        return Ok(0);
-                    }
-                }
-            }
-            if !chunk.is_empty() && chunks.send(Ok(chunk)).await.is_err() {
-                return Ok(0);
-            }
-            Ok(count)
+        while ahead.len() < PAGES_AHEAD {
+            ahead.push_back(tokio::spawn(read_page(events.clone(), next)));
+            next += u64::from(PAGE);
         }
-        .await;
-        match result {
-            Ok(count) if count == PAGE => continue,
-            Ok(_) => return,
-            Err(err) => {
+        let Some(page) = ahead.pop_front() else { return };
+        let page = match page.await {
+            Ok(Ok(page)) => page,
+            Ok(Err(err)) => {
                 let _ = chunks.send(Err(err)).await;
-                return;
+                break;
             }
+            Err(_) => {
+                let _ = chunks
+                    .send(Err(ProjectError::Unapplicable("a page reader failed".into())))
+                    .await;
+                break;
+            }
+        };
+        let (events_in_page, last) = page;
+        let mut events_in_page = events_in_page.into_iter().peekable();
+        while events_in_page.peek().is_some() {
+            let chunk: Vec<StoredEvent> = events_in_page.by_ref().take(CHUNK).collect();
+            if chunks.send(Ok(chunk)).await.is_err() {
+                break;
+            }
+        }
+        if last {
+            break;
         }
     }
+    for page in ahead {
+        page.abort();
+    }
+}
+
+/// The events at positions `after + 1 ..= after + PAGE`, and whether the store ends there.
+async fn read_page(
+    mut events: EventStoreServiceClient<Channel>,
+    after: u64,
+) -> Result<(Vec<StoredEvent>, bool), ProjectError> {
+    let end = after + u64::from(PAGE);
+    let mut stream = events
+        .read_all(ReadAllRequest { from_position: after, max_count: PAGE, follow: false })
+        .await?
+        .into_inner();
+    let mut out = Vec::with_capacity(PAGE as usize);
+    let mut received = 0;
+    while let Some(item) = stream.next().await {
+        let Some(envelope) = item?.event else { continue };
+        received += 1;
+        if envelope.global_position <= end {
+            out.push(from_envelope(&envelope)?);
+        }
+    }
+    Ok((out, received < PAGE))
 }

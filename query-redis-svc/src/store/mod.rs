@@ -460,7 +460,7 @@ impl ReadModel for RedisReadModel {
                         "MATCH".into(),
                         pattern.clone(),
                         "COUNT".into(),
-                        "1000".into(),
+                        "10000".into(),
                     ],
                 )
                 .await
