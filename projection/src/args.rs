@@ -24,9 +24,10 @@ pub struct ProjectionArgs {
     /// and acknowledged with one multiple-ack.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
     pub batch_size: u16,
-    /// How long a batch waits for more events after its first (milliseconds); 0 takes only
-    /// what has already arrived.
-    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    /// How long a batch waits for more events after its first (milliseconds). 0 (the default)
+    /// takes only what has already arrived: under load, deliveries pile up while a batch is
+    /// written, so batches grow by themselves, and an idle system pays no wait.
+    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub batch_linger_ms: u64,
     /// command-svc's gRPC URL (EventStoreService), read to fill version gaps and to rebuild.
     #[arg(long, env = "EVENT_STORE_URL", default_value = "http://127.0.0.1:50051")]
@@ -50,7 +51,7 @@ impl ProjectionArgs {
             delivery_limit: 5,
             prefetch: 1024,
             batch_size: 512,
-            batch_linger_ms: 1,
+            batch_linger_ms: 0,
             event_store_url: event_store_url.to_owned(),
             read_your_writes_timeout_ms: 2000,
             rebuild_on_start: false,
