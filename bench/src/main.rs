@@ -29,6 +29,10 @@ use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+// Read-model figures (issue 11); `main` does not call them yet.
+#[allow(dead_code)]
+mod read_model;
+
 #[derive(Debug, Parser)]
 #[command(about = "Load and latency benchmark of a running mesh")]
 struct Args {

@@ -1,7 +1,11 @@
-//! The RabbitMQ consumer loop: manual acks after the read-model write, bounded prefetch,
-//! poison messages to the dead-letter queue, reconnection after outages, graceful stop.
+//! The RabbitMQ consumer loop: deliveries taken in batches (bounded by the prefetch, a batch
+//! size and a short linger), applied together, then settled — poison messages and events that
+//! do not fit are rejected one by one, everything else acknowledged with one multiple-ack after
+//! the batch's writes. Reconnection after outages, graceful stop.
 
-use futures::StreamExt;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
 use messaging::lapin::message::Delivery;
 use messaging::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -13,14 +17,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::decode::decode_body;
+use crate::fold::StoredEvent;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
 
+/// How deliveries are grouped.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most deliveries in a batch.
+    pub size: usize,
+    /// How long a batch waits for more deliveries after its first.
+    pub linger: Duration,
+}
+
 /// Consumes the read model's queue until `stop`. On stop it cancels the subscription, finishes
-/// and acknowledges the message in hand, and returns.
+/// and acknowledges the batch in hand, and returns.
 pub async fn run_consumer<M: ReadModel>(
     pool: Pool,
     topology: ConsumerTopology,
+    batching: Batching,
     projector: Projector<M>,
     stop: CancellationToken,
 ) {
@@ -43,17 +58,48 @@ pub async fn run_consumer<M: ReadModel>(
             tracing::info!(queue = %topology.queue, "consuming events");
             delays = reconnect_backoff();
             loop {
-                tokio::select! {
+                let first = tokio::select! {
                     biased;
                     () = stop.cancelled() => {
                         let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
                         return Ok(());
                     }
                     delivery = deliveries.next() => match delivery {
-                        Some(Ok(delivery)) => handle(&projector, delivery, &stop).await?,
+                        Some(Ok(delivery)) => delivery,
                         Some(Err(err)) => return Err(err.into()),
                         None => return Ok(()),
                     },
+                };
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + batching.linger;
+                let mut ended = None;
+                while batch.len() < batching.size {
+                    // What has already arrived, then (until the linger is over) what arrives.
+                    let next = match deliveries.next().now_or_never() {
+                        Some(next) => next,
+                        None if batching.linger.is_zero() => break,
+                        None => match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                            Ok(next) => next,
+                            Err(_) => break,
+                        },
+                    };
+                    match next {
+                        Some(Ok(delivery)) => batch.push(delivery),
+                        Some(Err(err)) => {
+                            ended = Some(Err(err.into()));
+                            break;
+                        }
+                        None => {
+                            ended = Some(Ok(()));
+                            break;
+                        }
+                    }
+                }
+                // The batch in hand is finished even when the subscription ended meanwhile:
+                // its acknowledgements fail harmlessly on a dead channel (redelivery).
+                handle_batch(&projector, batch, &stop).await?;
+                if let Some(ended) = ended {
+                    return ended;
                 }
             }
         }
@@ -79,35 +125,78 @@ pub async fn run_consumer<M: ReadModel>(
     }
 }
 
-/// Applies one delivery and settles it. A message is acknowledged only after its write.
-async fn handle<M: ReadModel>(
+/// Applies a batch and settles every delivery in it. A message is acknowledged only after its
+/// write; the batch's acknowledgements go out as one multiple-ack after the rejections.
+async fn handle_batch<M: ReadModel>(
     projector: &Projector<M>,
-    delivery: Delivery,
+    batch: Vec<Delivery>,
     stop: &CancellationToken,
 ) -> Result<(), messaging::BrokerError> {
-    let event = match decode_body(&delivery.data) {
-        Ok(event) => event,
-        Err(err) => {
-            tracing::error!(error = %err, "poison message: dead-lettering it");
-            projector.progress().dead_lettered();
-            delivery.acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await?;
-            return Ok(());
+    let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
+    // Index in `batch` of each event.
+    let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
+    // Settled one by one (rejected); never covered by the multiple-ack.
+    let mut rejected = vec![false; batch.len()];
+    // One span per message, continuing the command's trace; each ends when the batch is
+    // written, so its duration is the message's time in the consumer.
+    let mut spans = Vec::with_capacity(batch.len());
+    for (index, delivery) in batch.iter().enumerate() {
+        match decode_body(&delivery.data) {
+            Ok(event) => {
+                projector.progress().received(event.global_position);
+                let span = tracing::info_span!(
+                    "projection.consume",
+                    otel.kind = "consumer",
+                    messaging.system = "rabbitmq",
+                    event_type = event.event.event_type(),
+                    course_id = %event.course_id,
+                    version = event.version,
+                );
+                if let Some(traceparent) = header(delivery, "traceparent") {
+                    platform::propagation::set_parent_from_traceparent(&span, &traceparent);
+                }
+                spans.push(span);
+                events.push(event);
+                origin.push(index);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "poison message: dead-lettering it");
+                projector.progress().dead_lettered();
+                delivery
+                    .acker
+                    .nack(BasicNackOptions { requeue: false, ..Default::default() })
+                    .await?;
+                rejected[index] = true;
+            }
         }
-    };
-    projector.progress().received(event.global_position);
-    // Continue the command's trace: a child of the traceparent the relay put in the headers.
-    let span = tracing::info_span!(
-        "projection.consume",
-        otel.kind = "consumer",
-        messaging.system = "rabbitmq",
-        event_type = event.event.event_type(),
-        course_id = %event.course_id,
-        version = event.version,
-    );
-    if let Some(traceparent) = header(&delivery, "traceparent") {
-        platform::propagation::set_parent_from_traceparent(&span, &traceparent);
     }
-    apply(projector, &delivery, &event, stop).instrument(span).await
+    if !events.is_empty() {
+        let span = tracing::info_span!(parent: spans.first().and_then(|s| s.id()), "projection.batch", events = events.len());
+        for other in spans.iter().skip(1) {
+            span.follows_from(other);
+        }
+        let applied = apply(projector, &events, stop).instrument(span).await;
+        // The messages' spans end with their writes.
+        spans.clear();
+        let Some(failed) = applied else {
+            // Stopping with storage down: leave the batch unacknowledged for redelivery.
+            return Ok(());
+        };
+        for (index, err) in failed {
+            // Requeue: the quorum queue counts deliveries and dead-letters the message once
+            // it has failed `delivery_limit` times.
+            tracing::error!(error = %err, "event failed; requeueing (dead-lettered after the delivery limit)");
+            let at = origin[index];
+            batch[at].acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+            rejected[at] = true;
+        }
+    }
+    // Deliveries arrive in tag order and every earlier batch is settled, so acknowledging the
+    // last accepted tag with `multiple` settles exactly this batch's accepted messages.
+    if let Some(last) = batch.iter().zip(&rejected).rev().find(|(_, r)| !**r).map(|(d, _)| d) {
+        last.acker.ack(BasicAckOptions { multiple: true }).await?;
+    }
+    Ok(())
 }
 
 fn header(delivery: &Delivery, name: &str) -> Option<String> {
@@ -118,38 +207,35 @@ fn header(delivery: &Delivery, name: &str) -> Option<String> {
     }
 }
 
+/// Applies the batch, retrying while storage or the event store is down. Returns the events
+/// that failed for good (by index), or `None` when stopped before the batch could be applied.
 async fn apply<M: ReadModel>(
     projector: &Projector<M>,
-    delivery: &Delivery,
-    event: &crate::fold::StoredEvent,
+    events: &[StoredEvent],
     stop: &CancellationToken,
-) -> Result<(), messaging::BrokerError> {
+) -> Option<Vec<(usize, crate::projector::ProjectError)>> {
     let mut delays = reconnect_backoff();
     loop {
-        match projector.handle(event).await {
-            Ok(_) => {
-                delivery.acker.ack(BasicAckOptions::default()).await?;
-                return Ok(());
-            }
+        match projector.handle_batch(events).await {
+            Ok(report) => return Some(report.failed),
             Err(err) if err.is_transient() => {
-                // Storage or event store down: hold the message and retry, rather than burning
-                // its delivery attempts. On stop, leave it unacknowledged for redelivery.
+                // Hold the batch and retry (every write is guarded, so a partly applied
+                // batch is safe to apply again), rather than burning delivery attempts.
                 let delay = next_delay(&mut delays);
-                tracing::warn!(error = %err, retry_in = ?delay, "cannot apply event yet");
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot apply events yet");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => return Ok(()),
+                    () = stop.cancelled() => return None,
                 }
             }
             Err(err) => {
-                // Requeue: the quorum queue counts deliveries and dead-letters the message
-                // once it has failed `delivery_limit` times.
-                tracing::error!(error = %err, "event failed; requeueing (dead-lettered after the delivery limit)");
-                delivery
-                    .acker
-                    .nack(BasicNackOptions { requeue: true, ..Default::default() })
-                    .await?;
-                return Ok(());
+                // Not transient, yet not tied to one event (an unusable answer of the event
+                // store while filling a gap): requeue the whole batch.
+                tracing::error!(error = %err, "batch failed; requeueing it");
+                let failed = (0..events.len())
+                    .map(|i| (i, crate::projector::ProjectError::Unapplicable(err.to_string())))
+                    .collect();
+                return Some(failed);
             }
         }
     }

@@ -17,33 +17,51 @@ use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// One applied event, as announced to waiters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one batch applied to one generation, as announced to waiters: one notice per batch,
+/// not per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// Generation it was applied to.
     pub generation: u32,
-    /// The course.
-    pub course_id: Uuid,
-    /// The course's version now.
-    pub version: u64,
-    /// The generation's contiguous watermark after it.
+    /// The generation's contiguous watermark after the batch.
     pub watermark: u64,
+    /// The courses the batch wrote (or found already written) and their versions now.
+    pub courses: Arc<[(Uuid, u64)]>,
 }
 
 impl Applied {
+    /// True when the notice says `course` has reached `version`.
+    pub fn has(&self, course: Uuid, version: u64) -> bool {
+        self.courses.iter().any(|(c, v)| *c == course && *v >= version)
+    }
+
     fn encode(&self) -> String {
-        format!("{}:{}:{}:{}", self.generation, self.course_id, self.version, self.watermark)
+        let mut out = format!("{}:{}:", self.generation, self.watermark);
+        for (i, (course, version)) in self.courses.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!("{course}={version}"));
+        }
+        out
     }
 
     fn decode(raw: &str) -> Option<Applied> {
-        let mut parts = raw.split(':');
-        let applied = Applied {
-            generation: parts.next()?.parse().ok()?,
-            course_id: parts.next()?.parse().ok()?,
-            version: parts.next()?.parse().ok()?,
-            watermark: parts.next()?.parse().ok()?,
+        let mut parts = raw.splitn(3, ':');
+        let generation = parts.next()?.parse().ok()?;
+        let watermark = parts.next()?.parse().ok()?;
+        let list = parts.next()?;
+        let courses = if list.is_empty() {
+            Vec::new()
+        } else {
+            list.split(',')
+                .map(|item| {
+                    let (course, version) = item.split_once('=')?;
+                    Some((course.parse().ok()?, version.parse().ok()?))
+                })
+                .collect::<Option<Vec<_>>>()?
         };
-        parts.next().is_none().then_some(applied)
+        Some(Applied { generation, watermark, courses: courses.into() })
     }
 }
 
@@ -118,8 +136,9 @@ impl Progress {
         self.inner.applied.subscribe()
     }
 
-    /// Announces an applied event locally and to the other replicas.
-    pub async fn announce(&self, applied: Applied, lag: Duration) {
+    /// Announces what a batch of `events` applied, locally and to the other replicas: one
+    /// notice, whatever the batch size.
+    pub async fn announce(&self, applied: Applied, lag: Duration, events: u64) {
         let previous = self.inner.applied_position.fetch_max(applied.watermark, Ordering::Relaxed);
         self.inner.lag_millis.store(lag.as_millis() as u64, Ordering::Relaxed);
         let received = self.inner.received_position.load(Ordering::Relaxed);
@@ -127,21 +146,24 @@ impl Progress {
         metrics::gauge!("projection_lag_events")
             .set(received.saturating_sub(previous.max(applied.watermark)) as f64);
         metrics::gauge!("projection_lag_seconds").set(lag.as_secs_f64());
-        metrics::counter!("projection_events_applied_total").increment(1);
-        let _ = self.inner.applied.send(applied);
-        let bus = self.inner.bus.lock().await;
-        if let Some((channel, exchange)) = bus.as_ref() {
-            // Fire and forget: a lost notice only makes a waiter wait for the next one.
-            let _ = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    "".into(),
-                    BasicPublishOptions::default(),
-                    applied.encode().as_bytes(),
-                    BasicProperties::default(),
-                )
-                .await;
+        metrics::counter!("projection_events_applied_total").increment(events);
+        {
+            let bus = self.inner.bus.lock().await;
+            if let Some((channel, exchange)) = bus.as_ref() {
+                // Fire and forget: a lost notice only makes a waiter wait for the next one.
+                let _ = channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        "".into(),
+                        BasicPublishOptions::default(),
+                        applied.encode().as_bytes(),
+                        BasicProperties::default(),
+                    )
+                    .await;
+            }
         }
+        // Local waiters last: from here on the caller finishes its work without yielding.
+        let _ = self.inner.applied.send(applied);
     }
 
     fn heard(&self, applied: Applied) {
@@ -278,10 +300,15 @@ mod tests {
 
     #[test]
     fn notices_round_trip_and_garbage_is_ignored() {
-        let applied =
-            Applied { generation: 2, course_id: Uuid::now_v7(), version: 7, watermark: 99 };
-        assert_eq!(Applied::decode(&applied.encode()), Some(applied));
-        assert_eq!(Applied::decode("1:x:2:3"), None);
+        let applied = Applied {
+            generation: 2,
+            watermark: 99,
+            courses: vec![(Uuid::now_v7(), 7), (Uuid::now_v7(), 1)].into(),
+        };
+        assert_eq!(Applied::decode(&applied.encode()), Some(applied.clone()));
+        let empty = Applied { generation: 1, watermark: 5, courses: Vec::new().into() };
+        assert_eq!(Applied::decode(&empty.encode()), Some(empty));
+        assert_eq!(Applied::decode("1:2:x=3"), None);
         assert_eq!(Applied::decode("1:2"), None);
     }
 }

@@ -38,6 +38,24 @@ pub enum Saved {
     Conflict,
 }
 
+/// The new state of one course after a run of consecutive events, folded in memory: written
+/// with one version-guarded, atomic operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CourseWrite {
+    /// The course's stored version the steps start from (0: absent).
+    pub before_version: u64,
+    /// The summary after each event and what the event changed, in version order; never
+    /// empty. The last summary is the course's new state.
+    pub steps: Vec<(CourseSummary, Change)>,
+}
+
+impl CourseWrite {
+    /// The summary after the last step.
+    pub fn after(&self) -> Option<&CourseSummary> {
+        self.steps.last().map(|(summary, _)| summary)
+    }
+}
+
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadModelError {
@@ -83,4 +101,60 @@ pub trait ReadModel: Clone + Send + Sync + 'static {
     async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError>;
     /// The contiguous watermark of `generation`.
     async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError>;
+
+    /// The summaries of `courses` in `generation`, in the same order (`None`: absent).
+    /// Storages override this with one round trip.
+    async fn summaries_of(
+        &self,
+        generation: u32,
+        courses: &[Uuid],
+    ) -> Result<Vec<Option<CourseSummary>>, ReadModelError> {
+        let mut out = Vec::with_capacity(courses.len());
+        for course in courses {
+            out.push(self.summary(generation, *course).await?);
+        }
+        Ok(out)
+    }
+
+    /// Writes each course's steps, each course atomically and guarded by its
+    /// `before_version`; one result per write, in order. Storages override this to write a
+    /// course's steps in one operation and all courses in one round trip; this default saves
+    /// step by step, which is still exact (each step is guarded, so a write that loses a race
+    /// half-way is a conflict that the caller resolves by reading again).
+    async fn save_batch(
+        &self,
+        generation: u32,
+        writes: &[CourseWrite],
+    ) -> Result<Vec<Saved>, ReadModelError> {
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            let mut before = write.before_version;
+            let mut saved = Saved::Applied;
+            for (after, change) in &write.steps {
+                if self.save(generation, before, after, change).await? == Saved::Conflict {
+                    saved = Saved::Conflict;
+                    break;
+                }
+                before = after.version;
+            }
+            out.push(saved);
+        }
+        Ok(out)
+    }
+
+    /// [`ReadModel::mark_applied`] for many positions (ascending); returns the watermark.
+    async fn mark_applied_batch(
+        &self,
+        generation: u32,
+        positions: &[u64],
+    ) -> Result<u64, ReadModelError> {
+        let mut watermark = None;
+        for position in positions {
+            watermark = Some(self.mark_applied(generation, *position).await?);
+        }
+        match watermark {
+            Some(watermark) => Ok(watermark),
+            None => self.watermark(generation).await,
+        }
+    }
 }

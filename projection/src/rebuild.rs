@@ -18,10 +18,17 @@ use course_proto::v1::ReadAllRequest;
 use futures::StreamExt;
 
 use crate::decode::from_envelope;
-use crate::projector::{ProjectError, Projector};
+use crate::fold::StoredEvent;
+use crate::projector::{ProjectError, Projector, ReplayCache};
 use crate::read_model::{Generations, ReadModel, ReadModelError};
 
-const PAGE: u32 = 1000;
+/// Events per `ReadAll` call.
+const PAGE: u32 = 25_000;
+/// `ReadAll` calls running at once (the event store reads the next pages while the read model
+/// writes this one).
+const PAGES_AHEAD: usize = 3;
+/// Events folded and written together.
+const CHUNK: usize = 8192;
 
 /// Why a rebuild did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -120,32 +127,105 @@ pub async fn complete<M: ReadModel>(
     Ok(())
 }
 
-/// Applies every event after `from` to `generation`, page by page, until a page comes back
-/// short (caught up). Returns the last position applied.
+/// Applies every event after `from` to `generation`, in large pages of `ReadAll`, until a page
+/// comes back short (caught up). Pages are read ahead while chunks are written; each chunk is
+/// folded per course in memory and written in one round trip. Returns the last position
+/// applied.
 async fn replay<M: ReadModel>(
     projector: &Projector<M>,
-    mut events: crate::EventStoreClient,
+    events: crate::EventStoreClient,
     generation: u32,
     from: u64,
 ) -> Result<u64, RebuildError> {
+    let (chunks, mut received) =
+        tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectError>>(4);
+    let reader = tokio::spawn(read_pages(events, from, chunks));
     let mut position = from;
+    let mut count = 0u64;
+    let mut cache = ReplayCache::default();
+    let started = std::time::Instant::now();
+    while let Some(chunk) = received.recv().await {
+        let chunk = chunk?;
+        projector.replay_batch(generation, &chunk, &mut cache).await?;
+        position = chunk.last().map_or(position, |e| e.global_position);
+        count += chunk.len() as u64;
+    }
+    let _ = reader.await;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        generation,
+        position,
+        count,
+        events_per_second = (count as f64 / seconds.max(1e-9)) as u64,
+        "replayed"
+    );
+    Ok(position)
+}
+
+/// Streams `ReadAll` from `from`, sending chunks of [`CHUNK`] events in global order. Up to
+/// [`PAGES_AHEAD`] pages of [`PAGE`] positions are read at once (positions are contiguous, so
+/// page `k` is the positions after `from + k * PAGE`); a page that comes back short is the end.
+async fn read_pages(
+    events: crate::EventStoreClient,
+    from: u64,
+    chunks: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, ProjectError>>,
+) {
+    let mut ahead = std::collections::VecDeque::new();
+    let mut next = from;
     loop {
-        let mut stream = events
-            .read_all(ReadAllRequest { from_position: position, max_count: PAGE, follow: false })
-            .await
-            .map_err(ProjectError::from)?
-            .into_inner();
-        let mut count = 0;
-        while let Some(item) = stream.next().await {
-            let Some(envelope) = item.map_err(ProjectError::from)?.event else { continue };
-            let event = from_envelope(&envelope).map_err(ProjectError::from)?;
-            projector.apply_to(generation, &event).await?;
-            position = event.global_position;
-            count += 1;
+        while ahead.len() < PAGES_AHEAD {
+            ahead.push_back(tokio::spawn(read_page(events.clone(), next)));
+            next += u64::from(PAGE);
         }
-        tracing::debug!(generation, position, count, "replayed a page");
-        if count < PAGE {
-            return Ok(position);
+        let Some(page) = ahead.pop_front() else { return };
+        let page = match page.await {
+            Ok(Ok(page)) => page,
+            Ok(Err(err)) => {
+                let _ = chunks.send(Err(err)).await;
+                break;
+            }
+            Err(_) => {
+                let _ = chunks
+                    .send(Err(ProjectError::Unapplicable("a page reader failed".into())))
+                    .await;
+                break;
+            }
+        };
+        let (events_in_page, last) = page;
+        let mut events_in_page = events_in_page.into_iter().peekable();
+        while events_in_page.peek().is_some() {
+            let chunk: Vec<StoredEvent> = events_in_page.by_ref().take(CHUNK).collect();
+            if chunks.send(Ok(chunk)).await.is_err() {
+                break;
+            }
+        }
+        if last {
+            break;
         }
     }
+    for page in ahead {
+        page.abort();
+    }
+}
+
+/// The events at positions `after + 1 ..= after + PAGE`, and whether the store ends there.
+async fn read_page(
+    mut events: crate::EventStoreClient,
+    after: u64,
+) -> Result<(Vec<StoredEvent>, bool), ProjectError> {
+    let end = after + u64::from(PAGE);
+    let mut stream = events
+        .read_all(ReadAllRequest { from_position: after, max_count: PAGE, follow: false })
+        .await?
+        .into_inner();
+    let mut out = Vec::with_capacity(PAGE as usize);
+    let mut received = 0;
+    while let Some(item) = stream.next().await {
+        let Some(envelope) = item?.event else { continue };
+        received += 1;
+        if envelope.global_position <= end {
+            out.push(from_envelope(&envelope)?);
+        }
+    }
+    Ok((out, received < PAGE))
 }

@@ -22,7 +22,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::EventStoreClient;
-use crate::consumer::run_consumer;
+use crate::consumer::{Batching, run_consumer};
 use crate::progress::Progress;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
@@ -42,6 +42,10 @@ pub struct RuntimeConfig {
     pub delivery_limit: u32,
     /// Unacknowledged messages in flight.
     pub prefetch: u16,
+    /// Most events applied together.
+    pub batch_size: usize,
+    /// How long a batch waits for more events after its first.
+    pub batch_linger: Duration,
     /// command-svc's gRPC address, for gap filling and rebuilds.
     pub event_store_url: String,
     /// The bearer token sent to the event store.
@@ -115,6 +119,7 @@ impl<M: ReadModel> Runtime<M> {
         self.tasks.push(tokio::spawn(run_consumer(
             self.pool.clone(),
             topology,
+            Batching { size: self.config.batch_size, linger: self.config.batch_linger },
             self.projector.clone(),
             self.stop.clone(),
         )));

@@ -41,10 +41,7 @@ pub async fn for_version<M: ReadModel>(
             model.summary(generation, course_id).await?.map_or(0, |s| s.version),
         )
     };
-    wait(progress, min_version, timeout, current, |a| {
-        a.course_id == course_id && a.version >= min_version
-    })
-    .await
+    wait(progress, min_version, timeout, current, |a| a.has(course_id, min_version)).await
 }
 
 /// Waits until every event up to `min_position` is applied to the active generation.

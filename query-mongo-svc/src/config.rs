@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(config.mongodb_database, "course_read");
         assert_eq!(config.queue_name, "query-mongo.course-events");
         assert_eq!(config.grpc_listen.port(), 50053);
-        assert_eq!((config.projection.delivery_limit, config.projection.prefetch), (5, 64));
+        assert_eq!((config.projection.delivery_limit, config.projection.prefetch), (5, 1024));
         assert_eq!(config.projection.read_your_writes_timeout(), Duration::from_secs(2));
         assert!(!config.projection.rebuild_on_start);
         let config = Config::try_parse_from(["query-mongo-svc", "--rebuild-on-start"]).expect("ok");

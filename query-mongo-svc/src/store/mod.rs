@@ -7,9 +7,10 @@
 //!   sections and participants), `comments_g{n}` (one document per comment) and `applied_g{n}`
 //!   (positions applied above the watermark).
 //!
-//! Every write is a single-document operation; the course's `version` field guards it. No
-//! multi-document transactions are used.
+//! Every write of a course is a single-document operation; the course's `version` field guards
+//! it. No multi-document transactions are used. A batch of events is written in bulk (`bulk`).
 
+mod bulk;
 mod documents;
 mod queries;
 mod read_model;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use projection::fold::{Change, CourseSummary};
-use projection::{Generations, ReadModel, ReadModelError, Saved};
+use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
 use super::documents::{CommentDoc, CourseDoc, SectionDoc, summary_fields, version};
@@ -200,7 +200,7 @@ impl ReadModel for MongoReadModel {
     }
 
     async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError> {
-        let mut watermark = self.watermark(generation).await?;
+        let watermark = self.watermark(generation).await?;
         if position <= watermark {
             return Ok(watermark);
         }
@@ -210,6 +210,63 @@ impl ReadModel for MongoReadModel {
             Err(err) if is_duplicate_key(&err) => {}
             Err(err) => return Err(classify(err)),
         }
+        self.advance(generation, watermark).await
+    }
+
+    async fn mark_applied_batch(
+        &self,
+        generation: u32,
+        positions: &[u64],
+    ) -> Result<u64, ReadModelError> {
+        let watermark = self.watermark(generation).await?;
+        let above: Vec<Document> = positions
+            .iter()
+            .filter(|p| **p > watermark)
+            .map(|p| doc! { "_id": as_i64(*p) })
+            .collect();
+        if above.is_empty() {
+            return Ok(watermark);
+        }
+        let applied = self.generation(generation).applied;
+        match applied.insert_many(above).ordered(false).await {
+            Ok(_) => {}
+            Err(err) if is_duplicate_key(&err) => {} // recorded before: a redelivery
+            Err(err) => return Err(classify(err)),
+        }
+        self.advance(generation, watermark).await
+    }
+
+    async fn summaries_of(
+        &self,
+        generation: u32,
+        courses: &[Uuid],
+    ) -> Result<Vec<Option<CourseSummary>>, ReadModelError> {
+        self.find_summaries(generation, courses).await
+    }
+
+    async fn save_batch(
+        &self,
+        generation: u32,
+        writes: &[CourseWrite],
+    ) -> Result<Vec<Saved>, ReadModelError> {
+        self.save_many(generation, writes).await
+    }
+
+    async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
+        let doc = self
+            .state()
+            .find_one(doc! { "_id": watermark_id(generation) })
+            .await
+            .map_err(classify)?;
+        Ok(int(doc.as_ref().and_then(|d| d.get("position"))))
+    }
+}
+
+impl MongoReadModel {
+    /// Advances the watermark of `generation` (last read as `watermark`) over the contiguous
+    /// run of recorded positions.
+    async fn advance(&self, generation: u32, mut watermark: u64) -> Result<u64, ReadModelError> {
+        let applied = self.generation(generation).applied;
         // Advance over the contiguous run of applied positions. Every writer runs this after
         // recording its own position, so the last one to record closes any gap; a lost
         // compare-and-set only means another writer moved the watermark: look again.
@@ -254,14 +311,5 @@ impl ReadModel for MongoReadModel {
                 watermark = self.watermark(generation).await?;
             }
         }
-    }
-
-    async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
-        let doc = self
-            .state()
-            .find_one(doc! { "_id": watermark_id(generation) })
-            .await
-            .map_err(classify)?;
-        Ok(int(doc.as_ref().and_then(|d| d.get("position"))))
     }
 }

@@ -14,8 +14,9 @@
 //! | `P g:user:{id}:joined` | hash | course → their member above |
 //! | `P g:applied`, `P g:watermark` | zset, string | applied positions above the contiguous watermark |
 //!
-//! Every event is one Lua script (`scripts::SAVE`): it checks the course hash's version and
-//! applies all key changes atomically, so a duplicate or a concurrent writer can never double a
+//! Every course of a batch is one Lua script call (`scripts::SAVE_COURSE`), all of them in one
+//! pipeline: it checks the course hash's version and applies the summary and every index change
+//! of the course's events atomically, so a duplicate or a concurrent writer can never double a
 //! count or an index entry. The scripts touch keys not passed in `KEYS`, so this layout is for a
 //! single Redis (or a replicated primary), not Redis Cluster.
 
@@ -34,9 +35,9 @@ use fred::prelude::{
 };
 use fred::types::config::TcpConfig;
 use fred::types::scripts::Script;
-use fred::types::{ClusterHash, CustomCommand};
+use fred::types::{ClusterHash, CustomCommand, Value};
 use projection::fold::{Change, CourseSummary};
-use projection::{Generations, ReadModel, ReadModelError, Saved};
+use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
 /// The catalog read model in Redis.
@@ -46,6 +47,7 @@ pub struct RedisReadModel {
     prefix: Arc<str>,
     save: Arc<Script>,
     mark: Arc<Script>,
+    mark_batch: Arc<Script>,
     swap: Arc<Script>,
 }
 
@@ -111,17 +113,6 @@ fn classify(err: Error) -> ReadModelError {
     }
 }
 
-/// Builds write operations for the SAVE script.
-#[derive(Default)]
-struct Ops(Vec<String>);
-
-impl Ops {
-    fn op<const N: usize>(&mut self, parts: [&str; N]) {
-        self.0.push(N.to_string());
-        self.0.extend(parts.iter().map(|p| (*p).to_owned()));
-    }
-}
-
 impl RedisReadModel {
     /// A client for `url` that reconnects by itself; it connects in the background, so a Redis
     /// that is down does not stop the service from starting.
@@ -140,10 +131,71 @@ impl RedisReadModel {
         Ok(Self {
             client,
             prefix: Arc::from(prefix),
-            save: Arc::new(Script::from_lua(scripts::SAVE)),
+            save: Arc::new(Script::from_lua(scripts::SAVE_COURSE)),
             mark: Arc::new(Script::from_lua(scripts::MARK_APPLIED)),
+            mark_batch: Arc::new(Script::from_lua(scripts::MARK_APPLIED_BATCH)),
             swap: Arc::new(Script::from_lua(scripts::SWAP_GENERATIONS)),
         })
+    }
+
+    /// Runs `script` once per call in one pipeline (one round trip); loads the script and
+    /// sends again what Redis did not know yet (after a Redis restart, for example).
+    async fn eval_pipelined(
+        &self,
+        script: &Script,
+        calls: Vec<(String, Vec<String>)>,
+    ) -> Result<Vec<i64>, ReadModelError> {
+        // EVALSHA by hand (the pipeline offers none of its own); the arguments become shared
+        // byte strings once, so that sending them again after a NOSCRIPT copies nothing.
+        let commands: Vec<Vec<Value>> = calls
+            .into_iter()
+            .map(|(key, args)| {
+                let mut command = Vec::with_capacity(3 + args.len());
+                command.push(Value::String(script.sha1().clone()));
+                command.push(Value::Integer(1));
+                command.push(Value::String(key.into()));
+                command.extend(args.into_iter().map(|a| Value::String(a.into())));
+                command
+            })
+            .collect();
+        let mut results: Vec<Option<i64>> = vec![None; commands.len()];
+        for attempt in 0..2 {
+            let pipeline = self.client.pipeline();
+            let mut sent = Vec::new();
+            for (index, command) in commands.iter().enumerate() {
+                if results[index].is_none() {
+                    let _: () = pipeline
+                        .custom(
+                            CustomCommand::new("EVALSHA", ClusterHash::FirstKey, false),
+                            command.clone(),
+                        )
+                        .await
+                        .map_err(classify)?;
+                    sent.push(index);
+                }
+            }
+            let answers: Vec<Result<i64, Error>> = pipeline.try_all().await;
+            let mut missing = false;
+            for (index, answer) in sent.into_iter().zip(answers) {
+                match answer {
+                    Ok(value) => results[index] = Some(value),
+                    Err(err) if err.details().starts_with("NOSCRIPT") && attempt == 0 => {
+                        missing = true;
+                    }
+                    Err(err) => return Err(classify(err)),
+                }
+            }
+            if !missing {
+                break;
+            }
+            script.load(&self.client).await.map_err(classify)?;
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| ReadModelError::Unexpected(anyhow::anyhow!("script not loaded")))
+            })
+            .collect()
     }
 
     /// True when Redis answers.
@@ -285,80 +337,44 @@ impl RedisReadModel {
         Ok(members.iter().filter_map(|m| Joined::parse(m)).collect())
     }
 
-    fn write_ops(&self, generation: u32, after: &CourseSummary, change: &Change) -> Ops {
-        let id = after.course_id.to_string();
-        let course = self.course_key(generation, after.course_id);
-        let status = status_name(after.status);
-        let participants = after.participant_count.to_string();
-        let popular = self.key(generation, "idx:popular");
-        let popular_status = self.key(generation, &format!("idx:popular:{status}"));
-        let mut ops = Ops::default();
+    /// The SAVE_COURSE arguments of one course's write.
+    fn save_args(&self, generation: u32, write: &CourseWrite) -> Option<(String, Vec<String>)> {
+        let after = write.after()?;
         let fields = summary_fields(after);
-        let mut hset: Vec<&str> = vec!["HSET", &course];
-        for (field, value) in &fields {
-            hset.push(field);
-            hset.push(value);
+        let mut args = Vec::with_capacity(4 + 2 * fields.len() + 3 * write.steps.len());
+        args.push(write.before_version.to_string());
+        args.push(format!("{}{generation}:", self.prefix));
+        args.push(after.course_id.to_string());
+        args.push(fields.len().to_string());
+        for (field, value) in fields {
+            args.push(field.to_owned());
+            args.push(value);
         }
-        ops.0.push(hset.len().to_string());
-        ops.0.extend(hset.iter().map(|s| (*s).to_owned()));
-        match change {
-            Change::Created => {
-                let instructor =
-                    self.key(generation, &format!("idx:instructor:{}", after.instructor_id));
-                ops.op(["ZADD", &self.key(generation, "idx:all"), "0", &id]);
-                ops.op(["ZADD", &self.key(generation, &format!("idx:status:{status}")), "0", &id]);
-                ops.op(["ZADD", &instructor, "0", &id]);
-                ops.op(["ZADD", &popular, &participants, &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
+        for (step, change) in &write.steps {
+            match change {
+                Change::Created => {
+                    args.push("C".to_owned());
+                    args.push(step.instructor_id.to_string());
+                    args.push(status_name(step.status).to_owned());
+                }
+                Change::StatusChanged { from } => {
+                    args.push("S".to_owned());
+                    args.push(status_name(*from).to_owned());
+                    args.push(status_name(step.status).to_owned());
+                }
+                Change::ParticipantJoined { user_id, joined_at } => {
+                    args.push("J".to_owned());
+                    args.push(user_id.to_string());
+                    args.push(format!("{:013}", joined_at.timestamp_millis().max(0)));
+                }
+                Change::ParticipantLeft { user_id } => {
+                    args.push("L".to_owned());
+                    args.push(user_id.to_string());
+                }
+                Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
             }
-            Change::StatusChanged { from } => {
-                let from = status_name(*from);
-                ops.op(["ZREM", &self.key(generation, &format!("idx:status:{from}")), &id]);
-                ops.op(["ZADD", &self.key(generation, &format!("idx:status:{status}")), "0", &id]);
-                ops.op(["ZREM", &self.key(generation, &format!("idx:popular:{from}")), &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
-            }
-            Change::ParticipantJoined { user_id, joined_at } => {
-                let user = user_id.to_string();
-                let course_member = member(*joined_at, *user_id);
-                let user_member = member(*joined_at, after.course_id);
-                ops.op(["ZADD", &format!("{course}:participants"), "0", &course_member]);
-                ops.op(["HSET", &format!("{course}:joined"), &user, &course_member]);
-                ops.op([
-                    "ZADD",
-                    &self.key(generation, &format!("user:{user}:courses")),
-                    "0",
-                    &user_member,
-                ]);
-                ops.op([
-                    "HSET",
-                    &self.key(generation, &format!("user:{user}:joined")),
-                    &id,
-                    &user_member,
-                ]);
-                ops.op(["ZADD", &popular, &participants, &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
-            }
-            Change::ParticipantLeft { user_id } => {
-                let user = user_id.to_string();
-                ops.op([
-                    "ZREM_INDEXED",
-                    &format!("{course}:participants"),
-                    &format!("{course}:joined"),
-                    &user,
-                ]);
-                ops.op([
-                    "ZREM_INDEXED",
-                    &self.key(generation, &format!("user:{user}:courses")),
-                    &self.key(generation, &format!("user:{user}:joined")),
-                    &id,
-                ]);
-                ops.op(["ZADD", &popular, &participants, &id]);
-                ops.op(["ZADD", &popular_status, &participants, &id]);
-            }
-            Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
         }
-        ops
+        Some((self.course_key(generation, after.course_id), args))
     }
 }
 
@@ -444,7 +460,7 @@ impl ReadModel for RedisReadModel {
                         "MATCH".into(),
                         pattern.clone(),
                         "COUNT".into(),
-                        "1000".into(),
+                        "10000".into(),
                     ],
                 )
                 .await
@@ -487,18 +503,9 @@ impl ReadModel for RedisReadModel {
         after: &CourseSummary,
         change: &Change,
     ) -> Result<Saved, ReadModelError> {
-        let mut args = vec![before_version.to_string()];
-        args.extend(self.write_ops(generation, after, change).0);
-        let applied: i64 = self
-            .save
-            .evalsha_with_reload(
-                &self.client,
-                vec![self.course_key(generation, after.course_id)],
-                args,
-            )
-            .await
-            .map_err(classify)?;
-        Ok(if applied == 1 { Saved::Applied } else { Saved::Conflict })
+        let write = CourseWrite { before_version, steps: vec![(after.clone(), change.clone())] };
+        let saved = self.save_batch(generation, std::slice::from_ref(&write)).await?;
+        Ok(saved.into_iter().next().unwrap_or(Saved::Conflict))
     }
 
     async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError> {
@@ -518,6 +525,74 @@ impl ReadModel for RedisReadModel {
         let value: Option<u64> =
             self.client.get(self.key(generation, "watermark")).await.map_err(classify)?;
         Ok(value.unwrap_or(0))
+    }
+
+    async fn summaries_of(
+        &self,
+        generation: u32,
+        courses: &[Uuid],
+    ) -> Result<Vec<Option<CourseSummary>>, ReadModelError> {
+        if courses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for course in courses {
+            let _: () =
+                pipeline.hgetall(self.course_key(generation, *course)).await.map_err(classify)?;
+        }
+        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
+        courses
+            .iter()
+            .zip(&hashes)
+            .map(|(course, hash)| {
+                if hash.is_empty() {
+                    return Ok(None);
+                }
+                parse_summary(hash).map(Some).ok_or_else(|| {
+                    ReadModelError::Unexpected(anyhow::anyhow!(
+                        "course {course}: malformed summary hash"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn save_batch(
+        &self,
+        generation: u32,
+        writes: &[CourseWrite],
+    ) -> Result<Vec<Saved>, ReadModelError> {
+        let calls =
+            writes.iter().filter_map(|write| self.save_args(generation, write)).collect::<Vec<_>>();
+        if calls.len() != writes.len() {
+            return Err(ReadModelError::Unexpected(anyhow::anyhow!(
+                "a course write without steps"
+            )));
+        }
+        let applied = self.eval_pipelined(&self.save, calls).await?;
+        Ok(applied
+            .into_iter()
+            .map(|a| if a == 1 { Saved::Applied } else { Saved::Conflict })
+            .collect())
+    }
+
+    async fn mark_applied_batch(
+        &self,
+        generation: u32,
+        positions: &[u64],
+    ) -> Result<u64, ReadModelError> {
+        let mut sorted = positions.to_vec();
+        sorted.sort_unstable();
+        let watermark: u64 = self
+            .mark_batch
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                sorted.iter().map(u64::to_string).collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(watermark)
     }
 }
 

@@ -43,6 +43,15 @@ pub fn config(command: &CommandSvc, exchange: &str) -> Config {
     }
 }
 
+/// [`config`] with its own batching: `size` events at most, waiting `linger_ms` for more.
+pub fn batched_config(command: &CommandSvc, exchange: &str, size: u16, linger_ms: u64) -> Config {
+    let mut config = config(command, exchange);
+    config.projection.batch_size = size;
+    config.projection.batch_linger_ms = linger_ms;
+    config.projection.prefetch = size.saturating_mul(2).max(2);
+    config
+}
+
 pub struct Catalog {
     pub config: Config,
     pub metrics_port: u16,
