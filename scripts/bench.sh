@@ -50,4 +50,5 @@ done
 
 # shellcheck disable=SC2086
 target/release/bench --command "http://$COMMAND_ADDR" --catalog "http://$REDIS_QUERY_ADDR" \
-  --exchange "$RABBITMQ_EXCHANGE" --reference-tps "$reference_tps" --cold-command "http://$COLD_ADDR" ${BENCH_ARGS:-}
+  --exchange "$RABBITMQ_EXCHANGE" --reference-tps "$reference_tps" --cold-command "http://$COLD_ADDR" \
+  --catalog-pid-file "$RUN_DIR/query-redis-svc.pid" ${BENCH_ARGS:-}

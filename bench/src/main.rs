@@ -30,7 +30,6 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 // Read-model figures (issue 11); `main` does not call them yet.
-#[allow(dead_code)]
 mod read_model;
 
 #[derive(Debug, Parser)]
@@ -80,6 +79,11 @@ struct Args {
     /// Events of the long course in the cold-start figure.
     #[arg(long, default_value_t = 50_000)]
     cold_events: u64,
+    /// Skip the read-model figures (sustained rate, drain, rebuild).
+    #[arg(long)]
+    skip_read_model: bool,
+    #[command(flatten)]
+    read_model: read_model::ReadModelArgs,
 }
 
 fn request<T>(secret: &str, user: Uuid, message: T) -> anyhow::Result<Request<T>> {
@@ -333,6 +337,9 @@ async fn main() -> anyhow::Result<()> {
     write_path(&args).await?;
     if let Some(cold) = &args.cold_command {
         cold_start(&args, cold).await?;
+    }
+    if !args.write_path_only && !args.skip_read_model {
+        read_model::run(&args.command, &args.catalog, &args.secret, &args.read_model).await?;
     }
     Ok(())
 }

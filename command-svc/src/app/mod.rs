@@ -101,7 +101,7 @@ impl CourseCommands {
     /// Starts the writers; `appended` is notified after every commit that wrote events (it wakes
     /// the sequencer). The writers stop once every clone of the returned value is dropped.
     pub fn new(store: EventStore, settings: &BatchArgs, appended: Arc<Notify>) -> Self {
-        let writers = (0..settings.command_writers.max(1))
+        let writers = (0..settings.writers())
             .map(|_| writer::spawn(store.clone(), settings, appended.clone()))
             .collect();
         Self { writers }

@@ -51,8 +51,7 @@ pub fn spawn(store: EventStore, settings: &BatchArgs, appended: Arc<Notify>) -> 
         rx,
         retry: VecDeque::new(),
         courses: HashMap::new(),
-        capacity: (settings.cached_courses / u64::from(settings.command_writers.max(1))).max(1)
-            as usize,
+        capacity: (settings.cached_courses / settings.writers() as u64).max(1) as usize,
         max_batch,
         linger: Duration::from_micros(settings.command_batch_linger_us),
         retries: settings.command_retries,
@@ -349,7 +348,10 @@ impl Writer {
     /// last one, in the background: a snapshot is a shortcut, never needed for correctness.
     fn snapshot_if_due(&mut self) {
         for (id, known) in &mut self.courses {
-            if known.course.version >= known.snapshot_at + self.snapshot_every {
+            // A large state (thousands of participants) is rewritten less often: at most once
+            // per tenth of its participant count in events.
+            let every = self.snapshot_every.max(known.course.participants.len() as u64 / 10);
+            if known.course.version >= known.snapshot_at + every {
                 known.snapshot_at = known.course.version;
                 let snapshot = Snapshot {
                     stream_id: *id,
