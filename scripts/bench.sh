@@ -18,6 +18,8 @@ export DATABASE_URL="${admin%/*}/$db" RABBITMQ_EXCHANGE="bench.events.$$" QUEUE_
 export REDIS_KEY_PREFIX="bench$$:" MONGODB_DATABASE="bench_$$" RUST_LOG=warn
 export COMMAND_ADDR="127.0.0.1:$(free_port)" REDIS_QUERY_ADDR="127.0.0.1:$(free_port)" MONGO_QUERY_ADDR="127.0.0.1:$(free_port)"
 export METRICS_LISTEN="127.0.0.1:0"
+# RebuildReadModel{wait:true} over everything the bench wrote takes longer than the default.
+export REQUEST_TIMEOUT_MS=120000
 trap 'cleanup' EXIT
 cold_pid=
 cleanup() {

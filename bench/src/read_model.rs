@@ -273,9 +273,22 @@ pub async fn sustained_rate(
     Ok((steps, best))
 }
 
+/// An operator's bearer token (admin RPCs, the event store), set once by [`run`].
+static OPERATOR: std::sync::OnceLock<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+    std::sync::OnceLock::new();
+
+/// `message` as the operator.
+fn as_operator<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(bearer) = OPERATOR.get() {
+        request.metadata_mut().insert("authorization", bearer.clone());
+    }
+    request
+}
+
 async fn status(catalog: &Channel) -> anyhow::Result<v1::GetProjectionStatusResponse> {
     Ok(ProjectionAdminServiceClient::new(catalog.clone())
-        .get_projection_status(v1::GetProjectionStatusRequest {})
+        .get_projection_status(as_operator(v1::GetProjectionStatusRequest {}))
         .await?
         .into_inner())
 }
@@ -286,7 +299,7 @@ async fn head(command: &Channel, after: u64) -> anyhow::Result<u64> {
     let mut client =
         course_proto::v1::event_store_service_client::EventStoreServiceClient::new(command.clone());
     let mut stream = client
-        .read_all(v1::ReadAllRequest { from_position: after, max_count: 0, follow: false })
+        .read_all(as_operator(v1::ReadAllRequest { from_position: after, max_count: 0, follow: false }))
         .await?
         .into_inner();
     let mut head = after;
@@ -379,7 +392,7 @@ pub async fn rebuild_rate(catalog: &Channel) -> anyhow::Result<(f64, u64)> {
     let before = status(catalog).await?;
     let started = Instant::now();
     ProjectionAdminServiceClient::new(catalog.clone())
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: true })
+        .rebuild_read_model(as_operator(v1::RebuildReadModelRequest { wait: true }))
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     let events = before.applied_position;
@@ -412,6 +425,13 @@ pub async fn run(
 ) -> anyhow::Result<Figures> {
     let command = Channel::from_shared(command_url.to_owned())?.connect().await?;
     let catalog = Channel::from_shared(catalog_url.to_owned())?.connect().await?;
+    let token = platform::auth::mint_hs256_with_roles(
+        secret.as_bytes(),
+        "bench-operator",
+        &[platform::auth::ROLE_OPERATOR],
+        Duration::from_secs(7200),
+    )?;
+    let _ = OPERATOR.set(format!("Bearer {token}").parse()?);
     let mut figures = Figures::default();
     println!(
         "read model: stepping the offered JoinCourse load (lag budget p99 < {} ms)",

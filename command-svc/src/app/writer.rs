@@ -176,14 +176,16 @@ impl Writer {
             Ok(()) => HashSet::new(),
             Err(_) => batch.events.iter().map(|e| e.stream_id).collect(),
         };
+        let mut kept = Vec::with_capacity(courses.len());
         for (id, course) in courses {
             if !collided.contains(&id) && !failed_streams.contains(&id) {
                 self.remember(id, course);
+                kept.push(id);
             } else {
                 self.courses.remove(&id);
             }
         }
-        self.snapshot_if_due();
+        self.snapshot_if_due(&kept);
 
         // The answers of accepted commands, by index, now that the write is known.
         let mut accepted: Vec<Option<Result<Outcome, AppError>>> = jobs
@@ -346,8 +348,9 @@ impl Writer {
 
     /// Stores a snapshot of every known course that moved `snapshot_every` events past its
     /// last one, in the background: a snapshot is a shortcut, never needed for correctness.
-    fn snapshot_if_due(&mut self) {
-        for (id, known) in &mut self.courses {
+    fn snapshot_if_due(&mut self, ids: &[Uuid]) {
+        for id in ids {
+            let Some(known) = self.courses.get_mut(id) else { continue };
             // A large state (thousands of participants) is rewritten less often: at most once
             // per tenth of its participant count in events.
             let every = self.snapshot_every.max(known.course.participants.len() as u64 / 10);
