@@ -299,7 +299,11 @@ async fn head(command: &Channel, after: u64) -> anyhow::Result<u64> {
     let mut client =
         course_proto::v1::event_store_service_client::EventStoreServiceClient::new(command.clone());
     let mut stream = client
-        .read_all(as_operator(v1::ReadAllRequest { from_position: after, max_count: 0, follow: false }))
+        .read_all(as_operator(v1::ReadAllRequest {
+            from_position: after,
+            max_count: 0,
+            follow: false,
+        }))
         .await?
         .into_inner();
     let mut head = after;
