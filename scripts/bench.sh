@@ -21,8 +21,12 @@ export METRICS_LISTEN="127.0.0.1:0"
 # RebuildReadModel{wait:true} over everything the bench wrote takes longer than the default.
 export REQUEST_TIMEOUT_MS=120000
 trap 'cleanup' EXIT
+# Keys earlier test and bench runs left in Redis would slow this run's rebuild (a generation drop
+# scans the keyspace).
+scripts/clean-test-redis.sh
 cold_pid=
 cleanup() {
+  scripts/clean-test-redis.sh "$REDIS_KEY_PREFIX*" >/dev/null 2>&1 || true
   [ -n "$cold_pid" ] && kill -TERM "$cold_pid" 2>/dev/null && wait "$cold_pid" 2>/dev/null
   scripts/mesh.sh stop >/dev/null || true
   scripts/clean-test-broker.sh >/dev/null 2>&1 || true

@@ -16,7 +16,8 @@ failures=()
 # Queues and exchanges the tests create (quorum queues are not free: a broker that keeps
 # thousands of them slows to a crawl), removed before and after the run.
 scripts/clean-test-broker.sh
-trap 'scripts/clean-test-broker.sh >/dev/null 2>&1 || true' EXIT
+scripts/clean-test-redis.sh
+trap 'scripts/clean-test-broker.sh >/dev/null 2>&1 || true; scripts/clean-test-redis.sh >/dev/null 2>&1 || true' EXIT
 
 # Databases left by earlier runs of the integration tests.
 psql "$admin" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'cmd\_test\_%'" \
