@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use messaging::BrokerArgs;
 use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
+use uuid::Uuid;
 
 /// The command side of the course platform.
 #[derive(Debug, Parser)]
@@ -29,23 +30,51 @@ pub enum Action {
     /// `--private-key-file` (RS256/ES256), carrying
     /// `--role`s in the `roles` claim (`service` for a query service's EVENT_STORE_TOKEN,
     /// `operator` for admin RPCs).
-    Token {
-        /// The subject: a user's UUID (a new random one when omitted), or a service's name.
-        #[arg(long)]
-        sub: Option<String>,
-        /// A role to grant (repeatable): `user` (implied by a UUID subject), `service`,
-        /// `operator`.
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 86_400)]
-        ttl_secs: u64,
-        /// Sign with this PEM private key (RS256 for RSA, ES256 for P-256) instead of
-        /// AUTH_JWT_SECRET: for services that verify with the public key
-        /// (AUTH_JWT_PUBLIC_KEY_FILE), e.g. the development key of deploy/.
-        #[arg(long)]
-        private_key_file: Option<std::path::PathBuf>,
-    },
+    Token(TokenArgs),
+}
+
+/// `command-svc token`: a development token.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The subject: a user's UUID (a new random one when omitted), or a service's name.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// A role to grant (repeatable): `user` (implied by a UUID subject), `service`,
+    /// `operator`.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_secs: u64,
+    /// Sign with this PEM private key (RS256 for RSA, ES256 for P-256) instead of
+    /// AUTH_JWT_SECRET: for services that verify with the public key
+    /// (AUTH_JWT_PUBLIC_KEY_FILE), e.g. the development key of deploy/.
+    #[arg(long)]
+    pub private_key_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    /// Signs the token, with the private key when one is given, else with `secret`.
+    pub fn mint(&self, secret: Option<&str>) -> anyhow::Result<String> {
+        use platform::auth;
+        let sub = self.sub.clone().unwrap_or_else(|| Uuid::now_v7().to_string());
+        let mut roles: Vec<&str> = self.roles.iter().map(String::as_str).collect();
+        if roles.is_empty() && Uuid::parse_str(&sub).is_ok() {
+            roles.push(auth::ROLE_USER);
+        }
+        let ttl = std::time::Duration::from_secs(self.ttl_secs);
+        match (&self.private_key_file, secret) {
+            (Some(path), _) => std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+                .and_then(|pem| auth::mint_pem_with_roles(&pem, &sub, &roles, ttl)),
+            (None, Some(secret)) => {
+                auth::mint_hs256_with_roles(secret.as_bytes(), &sub, &roles, ttl)
+            }
+            (None, None) => {
+                Err(anyhow::anyhow!("set AUTH_JWT_SECRET or --private-key-file to mint a token"))
+            }
+        }
+    }
 }
 
 /// Service settings. Every flag has an environment-variable fallback.

@@ -103,6 +103,13 @@ impl EventStore {
         &self.db
     }
 
+    /// Connects to `url`, applies pending migrations and disconnects (`command-svc migrate`).
+    pub async fn migrate_url(url: &str) -> anyhow::Result<()> {
+        Self::connect_lazy(url, 2).await?.migrate().await?;
+        tracing::info!("migrations applied");
+        Ok(())
+    }
+
     /// Applies pending migrations.
     #[tracing::instrument(skip(self), err)]
     pub async fn migrate(&self) -> Result<(), StoreError> {
