@@ -176,3 +176,22 @@ impl Default for BatchArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::BatchArgs;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        batching: BatchArgs,
+    }
+
+    #[test]
+    fn the_batching_defaults_in_code_are_the_documented_flag_defaults() {
+        let parsed = Flags::parse_from(["command-svc"]).batching;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", BatchArgs::default()));
+    }
+}
