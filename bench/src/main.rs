@@ -246,24 +246,16 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
     };
     let connections = load::Connections::open(&args.command, args.connections).await?;
     let catalog = Channel::from_shared(args.catalog.clone())?.connect_lazy();
-    let spread = load::run(
-        load::Shape::Spread,
-        &connections,
-        &catalog,
-        &args.secret,
-        args.clients,
-        args.seconds,
-    )
-    .await?;
-    let hot = load::run(
-        load::Shape::Hot,
-        &connections,
-        &catalog,
-        &args.secret,
-        args.clients,
-        args.seconds,
-    )
-    .await?;
+    let mut runs = Vec::new();
+    for (name, shape) in [
+        ("spread: one course per client", load::Shape::Spread),
+        ("hot: every client on one course", load::Shape::Hot),
+    ] {
+        let result =
+            load::run(shape, &connections, &catalog, &args.secret, args.clients, args.seconds)
+                .await?;
+        runs.push((name, result));
+    }
     println!();
     println!(
         "Write path, {} clients, {} s per run (rates per second, latencies in ms):",
@@ -281,9 +273,7 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
             "pgbench: 1 INSERT per transaction", "1.00x", "-", "-", "-"
         );
     }
-    for (name, mut result) in
-        [("spread: one course per client", spread), ("hot: every client on one course", hot)]
-    {
+    for (name, mut result) in runs {
         let rate = result.rate();
         row(name, rate, reference, &mut result.latencies, result.errors);
         if let Some(error) = &result.first_error {

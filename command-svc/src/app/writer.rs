@@ -187,29 +187,23 @@ impl Writer {
         }
         self.snapshot_if_due(&kept);
 
-        // The answers of accepted commands, by index, now that the write is known.
-        let mut accepted: Vec<Option<Result<Outcome, AppError>>> = jobs
+        // What a duplicate answers: the accepted command it follows, unless that one's course
+        // collided (then both are decided again).
+        let settled: Vec<Option<Outcome>> = jobs
             .iter()
             .zip(&decisions)
             .map(|(job, decision)| match decision {
                 Decision::Accepted(outcome) if !collided.contains(&job.course_id) => {
-                    Some(match &written {
-                        Ok(()) => Ok(outcome.clone()),
-                        Err(err) => Err(batch_error(err)),
-                    })
+                    Some(outcome.clone())
                 }
                 _ => None,
             })
             .collect();
-        let followed: Vec<Option<Result<Outcome, AppError>>> = accepted
-            .iter()
-            .map(|answer| match answer {
-                Some(Ok(outcome)) => Some(Ok(outcome.clone())),
-                Some(Err(err)) => Some(Err(copy_error(err))),
-                None => None,
-            })
-            .collect();
-        for (index, (job, decision)) in jobs.into_iter().zip(decisions).enumerate() {
+        let written_answer = |outcome: Outcome| match &written {
+            Ok(()) => Ok(outcome),
+            Err(err) => Err(batch_error(err)),
+        };
+        for (job, decision) in jobs.into_iter().zip(decisions) {
             // Decided on a state another replica had already moved past: decide again.
             if collided.contains(&job.course_id) {
                 self.again(job);
@@ -229,11 +223,8 @@ impl Writer {
             }
             let answer = match decision {
                 Decision::Final(result) => Some(result),
-                Decision::Accepted(_) => accepted[index].take(),
-                Decision::Follows(first) => followed[first].as_ref().map(|answer| match answer {
-                    Ok(outcome) => Ok(outcome.clone()),
-                    Err(err) => Err(copy_error(err)),
-                }),
+                Decision::Accepted(outcome) => Some(written_answer(outcome)),
+                Decision::Follows(first) => settled[first].clone().map(written_answer),
             };
             match answer {
                 Some(result) => {
@@ -489,13 +480,5 @@ fn batch_error(err: &StoreError) -> AppError {
     match err {
         StoreError::Unavailable(e) => AppError::Unavailable(anyhow::anyhow!("{e}")),
         other => AppError::Unexpected(anyhow::anyhow!("{other:#}")),
-    }
-}
-
-/// The same answer for a duplicate of a command (errors are not `Clone`).
-fn copy_error(err: &AppError) -> AppError {
-    match err {
-        AppError::Unavailable(e) => AppError::Unavailable(anyhow::anyhow!("{e}")),
-        other => AppError::Unexpected(anyhow::anyhow!("{other}")),
     }
 }

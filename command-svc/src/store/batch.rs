@@ -104,7 +104,7 @@ where
 }
 
 /// A `u64` as the `BIGINT` PostgreSQL stores.
-fn bigint(value: u64) -> Result<i64, StoreError> {
+pub(super) fn bigint(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value)
         .map_err(|_| StoreError::Unexpected(anyhow::anyhow!("{value} exceeds BIGINT")))
 }

@@ -5,6 +5,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use uuid::Uuid;
 
+use super::batch::bigint;
 use super::{EventStore, StoreError};
 
 /// A stored course state.
@@ -48,8 +49,7 @@ impl EventStore {
 
     /// Stores `snapshot` unless a newer one of the same shape is already there.
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        let version = i64::try_from(snapshot.version)
-            .map_err(|_| anyhow::anyhow!("snapshot version exceeds BIGINT"))?;
+        let version = bigint(snapshot.version)?;
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,

@@ -32,6 +32,10 @@ async fn sql(database_url: &str) -> DatabaseConnection {
     Database::connect(database_url).await.expect("database")
 }
 
+async fn execute(db: &DatabaseConnection, sql: String) {
+    db.execute_raw(Statement::from_string(DbBackend::Postgres, sql)).await.expect("statement");
+}
+
 async fn query_i64(db: &DatabaseConnection, sql: &str) -> Option<i64> {
     db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await
@@ -278,14 +282,13 @@ async fn a_restarted_service_decides_from_the_snapshot_and_the_events_after_it()
     let id = snapshotted_course(&app, &db).await;
     // Mark the snapshot: a limit of six participants that no event ever set. If the restarted
     // service reads the snapshot (and the joins after it), the course is full.
-    db.execute_raw(Statement::from_string(
-        DbBackend::Postgres,
+    execute(
+        &db,
         format!(
             "UPDATE snapshots SET state = jsonb_set(state, '{{max_participants}}', '6') WHERE stream_id = '{id}'"
         ),
-    ))
-    .await
-    .expect("update");
+    )
+    .await;
     let app = app.restart().await;
     let status = assert_code(
         app.commands().join_course(as_user(Uuid::now_v7(), join(&id))).await,
@@ -300,16 +303,15 @@ async fn a_snapshot_of_another_shape_is_ignored_and_replaced() {
     let db = sql(&app.database_url).await;
     let id = snapshotted_course(&app, &db).await;
     // The same marked limit, but in an older shape: it must not be read.
-    db.execute_raw(Statement::from_string(
-        DbBackend::Postgres,
+    execute(
+        &db,
         format!(
             "UPDATE snapshots SET schema_version = {}, state = jsonb_set(state, '{{max_participants}}', '6') \
              WHERE stream_id = '{id}'",
             SNAPSHOT_SCHEMA - 1
         ),
-    ))
-    .await
-    .expect("update");
+    )
+    .await;
     let app = app.restart().await;
     let joined = app
         .commands()

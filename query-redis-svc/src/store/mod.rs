@@ -245,16 +245,7 @@ impl RedisReadModel {
         generation: u32,
         courses: &[Uuid],
     ) -> Result<Vec<CourseSummary>, ReadModelError> {
-        if courses.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pipeline = self.client.pipeline();
-        for course in courses {
-            let _: () =
-                pipeline.hgetall(self.course_key(generation, *course)).await.map_err(classify)?;
-        }
-        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
-        Ok(hashes.iter().filter_map(parse_summary).collect())
+        Ok(self.summaries_of(generation, courses).await?.into_iter().flatten().collect())
     }
 
     /// Course ids newest first from the chosen index, after `after`.
