@@ -8,6 +8,9 @@
 //! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
+//! * [`EventSource`]: where gap fills and rebuilds read events (the event store).
+//! * [`read_side`]: the edge of every read RPC: the served generation, waits, paging, the
+//!   one error-to-status mapping.
 
 mod args;
 pub mod consumer;
@@ -16,7 +19,9 @@ pub mod fold;
 pub mod progress;
 mod projector;
 mod read_model;
+pub mod read_side;
 pub mod rebuild;
+mod source;
 pub mod wait;
 
 pub use args::ProjectionArgs;
@@ -24,6 +29,7 @@ pub use decode::{DecodeError, decode_body, from_envelope};
 pub use progress::{Applied, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};
 pub use read_model::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
+pub use source::EventSource;
 pub mod runtime;
 
 /// The event-store client of a projection: it sends the service's own credential.

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use course_proto::v1::ReadStreamRequest;
-use futures::StreamExt;
-
-use crate::decode::{DecodeError, from_envelope};
+use crate::decode::DecodeError;
 use crate::fold::{CourseSummary, FoldError, StoredEvent, apply};
 use crate::progress::{Applied, Progress};
 use crate::read_model::{CourseWrite, ReadModel, ReadModelError, Saved};
+use crate::source::EventSource;
 
 /// How often a save may lose a compare-and-set race before giving up on the message (it is
 /// then redelivered).
@@ -126,14 +124,14 @@ struct Pass {
 #[derive(Clone)]
 pub struct Projector<M: ReadModel> {
     model: M,
-    events: crate::EventStoreClient,
+    events: Arc<dyn EventSource>,
     progress: Progress,
 }
 
 impl<M: ReadModel> Projector<M> {
-    /// `events` reads missing events from command-svc's EventStoreService.
-    pub fn new(model: M, events: crate::EventStoreClient, progress: Progress) -> Self {
-        Self { model, events, progress }
+    /// `events` is where missing events are read (command-svc's EventStoreService).
+    pub fn new(model: M, events: impl EventSource, progress: Progress) -> Self {
+        Self { model, events: Arc::new(events), progress }
     }
 
     /// The storage.
@@ -408,20 +406,10 @@ impl<M: ReadModel> Projector<M> {
     ) -> Result<Vec<StoredEvent>, ProjectError> {
         let wanted = last - have;
         tracing::info!(course_id = %course, have, last, "filling a version gap from the event store");
-        let mut client = self.events.clone();
-        let mut stream = client
-            .read_stream(ReadStreamRequest {
-                course_id: course.to_string(),
-                from_version: have + 1,
-                max_count: u32::try_from(wanted).unwrap_or(u32::MAX),
-            })
-            .await?
-            .into_inner();
-        let mut out = Vec::with_capacity(wanted as usize);
-        while let Some(item) = stream.next().await {
-            let Some(envelope) = item?.event else { continue };
-            out.push(from_envelope(&envelope)?);
-        }
+        let out = self
+            .events
+            .read_stream(course, have + 1, u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await?;
         self.progress.gap_filled(out.len() as u64);
         Ok(out)
     }

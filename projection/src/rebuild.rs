@@ -14,13 +14,10 @@
 //! comes second skips it, and an event that arrives before its predecessors fills the gap from
 //! the event store first.
 
-use course_proto::v1::ReadAllRequest;
-use futures::StreamExt;
-
-use crate::decode::from_envelope;
 use crate::fold::StoredEvent;
 use crate::projector::{ProjectError, Projector, ReplayCache};
 use crate::read_model::{Generations, ReadModel, ReadModelError};
+use crate::source::EventSource;
 
 /// Events per `ReadAll` call.
 const PAGE: u32 = 25_000;
@@ -101,9 +98,9 @@ pub async fn abandon<M: ReadModel>(model: &M, generation: u32) -> Result<(), Reb
 }
 
 /// Runs steps 2-4 for a generation reserved with [`begin`].
-pub async fn complete<M: ReadModel>(
+pub async fn complete<M: ReadModel, S: EventSource + Clone>(
     projector: &Projector<M>,
-    events: crate::EventStoreClient,
+    events: S,
     marked: Generations,
     generation: u32,
 ) -> Result<(), RebuildError> {
@@ -131,9 +128,9 @@ pub async fn complete<M: ReadModel>(
 /// comes back short (caught up). Pages are read ahead while chunks are written; each chunk is
 /// folded per course in memory and written in one round trip. Returns the last position
 /// applied.
-async fn replay<M: ReadModel>(
+async fn replay<M: ReadModel, S: EventSource + Clone>(
     projector: &Projector<M>,
-    events: crate::EventStoreClient,
+    events: S,
     generation: u32,
     from: u64,
 ) -> Result<u64, RebuildError> {
@@ -165,8 +162,8 @@ async fn replay<M: ReadModel>(
 /// Streams `ReadAll` from `from`, sending chunks of [`CHUNK`] events in global order. Up to
 /// [`PAGES_AHEAD`] pages of [`PAGE`] positions are read at once (positions are contiguous, so
 /// page `k` is the positions after `from + k * PAGE`); a page that comes back short is the end.
-async fn read_pages(
-    events: crate::EventStoreClient,
+async fn read_pages<S: EventSource + Clone>(
+    events: S,
     from: u64,
     chunks: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, ProjectError>>,
 ) {
@@ -209,23 +206,13 @@ async fn read_pages(
 }
 
 /// The events at positions `after + 1 ..= after + PAGE`, and whether the store ends there.
-async fn read_page(
-    mut events: crate::EventStoreClient,
+async fn read_page<S: EventSource>(
+    events: S,
     after: u64,
 ) -> Result<(Vec<StoredEvent>, bool), ProjectError> {
     let end = after + u64::from(PAGE);
-    let mut stream = events
-        .read_all(ReadAllRequest { from_position: after, max_count: PAGE, follow: false })
-        .await?
-        .into_inner();
-    let mut out = Vec::with_capacity(PAGE as usize);
-    let mut received = 0;
-    while let Some(item) = stream.next().await {
-        let Some(envelope) = item?.event else { continue };
-        received += 1;
-        if envelope.global_position <= end {
-            out.push(from_envelope(&envelope)?);
-        }
-    }
-    Ok((out, received < PAGE))
+    let mut out = events.read_all(after, PAGE).await?;
+    let last = out.len() < PAGE as usize;
+    out.retain(|event| event.global_position <= end);
+    Ok((out, last))
 }

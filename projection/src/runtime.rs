@@ -26,6 +26,7 @@ use crate::consumer::{Batching, run_consumer};
 use crate::progress::Progress;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
+use crate::read_side::ReadSide;
 use crate::rebuild::{self, RebuildError};
 
 /// Settings of a projection runtime.
@@ -91,6 +92,12 @@ impl<M: ReadModel> Runtime<M> {
     /// The projector (its model and progress serve the read RPCs).
     pub fn projector(&self) -> &Projector<M> {
         &self.projector
+    }
+
+    /// The read-side edge of the query service's RPCs over this projection's model, with
+    /// read-your-writes waits bounded by `wait_timeout`.
+    pub fn read_side(&self, wait_timeout: Duration) -> ReadSide<M> {
+        ReadSide::new(self.projector.model().clone(), self.projector.progress().clone(), wait_timeout)
     }
 
     /// The admin gRPC service.

@@ -89,14 +89,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self { server, config, model, mut runtime, metrics } = self;
         runtime.start(server.health(), HEALTH_NAMES);
-        let prepare = tokio::spawn(prepare(model.clone(), runtime.stop_token()));
+        let prepare = tokio::spawn(prepare(model, runtime.stop_token()));
         let metrics = tokio::spawn(platform::metrics::serve(metrics, runtime.stop_token()));
 
-        let api = CourseQueryApi::new(
-            model,
-            runtime.projector().progress().clone(),
-            config.projection.read_your_writes_timeout(),
-        );
+        let api =
+            CourseQueryApi::new(runtime.read_side(config.projection.read_your_writes_timeout()));
         let routes = Routes::new(
             CourseQueryServiceServer::new(api)
                 .max_decoding_message_size(config.server.max_request_bytes),

@@ -82,13 +82,9 @@ impl Application {
     /// Serves until `shutdown`; then stops consuming (finishing and acknowledging the message
     /// in hand), reports NOT_SERVING and drains in-flight calls.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { server, config, model, mut runtime, metrics } = self;
+        let Self { server, config, model: _, mut runtime, metrics } = self;
         runtime.start(server.health(), HEALTH_NAMES);
-        let api = CatalogApi::new(
-            model,
-            runtime.projector().progress().clone(),
-            config.projection.read_your_writes_timeout(),
-        );
+        let api = CatalogApi::new(runtime.read_side(config.projection.read_your_writes_timeout()));
         let routes = Routes::new(
             CatalogQueryServiceServer::new(api)
                 .max_decoding_message_size(config.server.max_request_bytes),

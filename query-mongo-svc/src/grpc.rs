@@ -1,32 +1,24 @@
-//! `course.v1.CourseQueryService`: validation, read-your-writes waits, and the reads.
-
-use std::time::Duration;
+//! `course.v1.CourseQueryService` over the MongoDB read model: validation and the reads (the
+//! served generation, waits, paging and error mapping are `projection::read_side`'s).
 
 use course_domain::{CourseStatus, validation};
 use course_proto::v1::{self, course_query_service_server::CourseQueryService};
 use platform::auth::Identity;
 use platform::grpc::Violations;
-use projection::{Progress, ReadModel, wait};
+use projection::read_side::{QueryError, ReadSide, caller, page_size};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::error::ApiError;
 use crate::page_token;
 use crate::store::{CommentCursor, CourseCursor, CourseDoc, MongoReadModel, SearchFilter};
 
-/// Page size when the request leaves it at 0.
-const DEFAULT_PAGE_SIZE: u32 = 20;
-/// Largest page.
-const MAX_PAGE_SIZE: u32 = 100;
 /// Longest search text, in characters.
 const MAX_QUERY_CHARS: usize = 200;
 
 /// The read RPCs over the MongoDB read model.
 #[derive(Clone)]
 pub struct CourseQueryApi {
-    model: MongoReadModel,
-    progress: Progress,
-    wait_timeout: Duration,
+    reads: ReadSide<MongoReadModel>,
 }
 
 /// Whether `caller` may see who is in `course` and what they wrote: its instructor, a current
@@ -38,14 +30,6 @@ fn may_see_members(caller: Option<&Identity>, course: &CourseDoc) -> bool {
     }
     let Some(user) = caller.user.map(|u| u.to_string()) else { return false };
     course.instructor_id == user || course.participants.iter().any(|p| p.user_id == user)
-}
-
-fn page_size(raw: u32) -> Result<u32, String> {
-    match raw {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        1..=MAX_PAGE_SIZE => Ok(raw),
-        _ => Err(format!("must be 1-{MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE} (got {raw})")),
-    }
 }
 
 fn query_words(raw: &str) -> Result<Vec<String>, String> {
@@ -67,9 +51,9 @@ fn status_filter(raw: i32) -> Result<CourseStatus, String> {
 }
 
 /// Finishes validation: INVALID_ARGUMENT with every violation, or the checked values.
-fn finish<T>(violations: Violations, values: Option<T>) -> Result<T, ApiError> {
-    violations.finish().map_err(ApiError::Invalid)?;
-    values.ok_or_else(|| ApiError::Invalid(Status::invalid_argument("invalid request")))
+fn finish<T>(violations: Violations, values: Option<T>) -> Result<T, QueryError> {
+    violations.finish().map_err(QueryError::Invalid)?;
+    values.ok_or_else(|| QueryError::Invalid(Status::invalid_argument("invalid request")))
 }
 
 fn status_of(name: &str) -> i32 {
@@ -77,31 +61,12 @@ fn status_of(name: &str) -> i32 {
 }
 
 impl CourseQueryApi {
-    pub fn new(model: MongoReadModel, progress: Progress, wait_timeout: Duration) -> Self {
-        Self { model, progress, wait_timeout }
+    pub fn new(reads: ReadSide<MongoReadModel>) -> Self {
+        Self { reads }
     }
 
-    /// The generation readers are served from.
-    async fn active(&self) -> Result<u32, ApiError> {
-        match self.model.generations().await?.active {
-            0 => Err(ApiError::NotBuilt),
-            generation => Ok(generation),
-        }
-    }
-
-    async fn wait_for_version(&self, course_id: Uuid, min: Option<u64>) -> Result<(), ApiError> {
-        if let Some(min) = min.filter(|m| *m > 0) {
-            wait::for_version(&self.model, &self.progress, course_id, min, self.wait_timeout)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn wait_for_position(&self, min: Option<u64>) -> Result<(), ApiError> {
-        if let Some(min) = min.filter(|m| *m > 0) {
-            wait::for_position(&self.model, &self.progress, min, self.wait_timeout).await?;
-        }
-        Ok(())
+    fn model(&self) -> &MongoReadModel {
+        self.reads.model()
     }
 
     #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
@@ -109,16 +74,16 @@ impl CourseQueryApi {
         &self,
         caller: Option<&Identity>,
         request: v1::GetCourseDetailsRequest,
-    ) -> Result<v1::GetCourseDetailsResponse, ApiError> {
+    ) -> Result<v1::GetCourseDetailsResponse, QueryError> {
         let mut violations = Violations::new();
         let course_id = violations.check("course_id", validation::uuid(&request.course_id));
         let course_id = finish(violations, course_id)?;
-        self.wait_for_version(course_id, request.min_version).await?;
+        self.reads.wait_for_version(course_id, request.min_version).await?;
         let course = self
-            .model
-            .course(self.active().await?, course_id)
+            .model()
+            .course(self.reads.active().await?, course_id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("course {course_id} not found")))?;
+            .ok_or(QueryError::CourseNotFound(course_id))?;
         let members_visible = may_see_members(caller, &course);
         let mut course = course.into_proto();
         if !members_visible {
@@ -132,7 +97,7 @@ impl CourseQueryApi {
     async fn search(
         &self,
         request: v1::SearchCoursesRequest,
-    ) -> Result<v1::SearchCoursesResponse, ApiError> {
+    ) -> Result<v1::SearchCoursesResponse, QueryError> {
         let mut violations = Violations::new();
         let words = violations.check("query", query_words(&request.query));
         let status = request.status.map(|raw| violations.check("status", status_filter(raw)));
@@ -157,11 +122,11 @@ impl CourseQueryApi {
             ))
         })();
         let (words, status, instructor_id, category, size, cursor) = finish(violations, checked)?;
-        self.wait_for_position(request.min_position).await?;
+        self.reads.wait_for_position(request.min_position).await?;
         let filter = SearchFilter { words, status, instructor_id, category };
         let mut courses = self
-            .model
-            .search(self.active().await?, &filter, cursor.as_ref(), i64::from(size) + 1)
+            .model()
+            .search(self.reads.active().await?, &filter, cursor.as_ref(), i64::from(size) + 1)
             .await?;
         let next_page_token = if courses.len() > size as usize {
             courses.truncate(size as usize);
@@ -195,7 +160,7 @@ impl CourseQueryApi {
         &self,
         caller: &Identity,
         request: v1::ListCourseCommentsRequest,
-    ) -> Result<v1::ListCourseCommentsResponse, ApiError> {
+    ) -> Result<v1::ListCourseCommentsResponse, QueryError> {
         let mut violations = Violations::new();
         let course_id = violations.check("course_id", validation::uuid(&request.course_id));
         let size = violations.check("page_size", page_size(request.page_size));
@@ -203,19 +168,19 @@ impl CourseQueryApi {
             violations.check("page_token", page_token::parse_comments(&request.page_token));
         let checked = (|| Some((course_id?, size?, cursor?)))();
         let (course_id, size, cursor) = finish(violations, checked)?;
-        self.wait_for_version(course_id, request.min_version).await?;
-        let generation = self.active().await?;
-        let Some(course) = self.model.course(generation, course_id).await? else {
-            return Err(ApiError::NotFound(format!("course {course_id} not found")));
+        self.reads.wait_for_version(course_id, request.min_version).await?;
+        let generation = self.reads.active().await?;
+        let Some(course) = self.model().course(generation, course_id).await? else {
+            return Err(QueryError::CourseNotFound(course_id));
         };
         if !may_see_members(Some(caller), &course) {
-            return Err(ApiError::PermissionDenied(
+            return Err(QueryError::PermissionDenied(
                 "a course's comments are visible to its instructor and participants only"
                     .to_owned(),
             ));
         }
         let mut comments = self
-            .model
+            .model()
             .comments(generation, course_id, cursor.as_ref(), i64::from(size) + 1)
             .await?;
         let next_page_token = if comments.len() > size as usize {
@@ -243,7 +208,7 @@ impl CourseQueryApi {
         &self,
         caller: &Identity,
         request: v1::ListUserEnrollmentsRequest,
-    ) -> Result<v1::ListUserEnrollmentsResponse, ApiError> {
+    ) -> Result<v1::ListUserEnrollmentsResponse, QueryError> {
         let mut violations = Violations::new();
         let user = match request.user_id.as_deref() {
             None => caller.user.or_else(|| {
@@ -254,12 +219,12 @@ impl CourseQueryApi {
         };
         let user = finish(violations, user)?;
         if caller.user != Some(user) && !caller.is_operator() {
-            return Err(ApiError::PermissionDenied(
+            return Err(QueryError::PermissionDenied(
                 "only your own enrolments are visible".to_owned(),
             ));
         }
-        self.wait_for_position(request.min_position).await?;
-        let enrollments = self.model.enrollments(self.active().await?, user).await?;
+        self.reads.wait_for_position(request.min_position).await?;
+        let enrollments = self.model().enrollments(self.reads.active().await?, user).await?;
         Ok(v1::ListUserEnrollmentsResponse {
             enrollments: enrollments
                 .into_iter()
@@ -279,9 +244,9 @@ impl CourseQueryApi {
     async fn stats(
         &self,
         request: v1::GetPlatformStatsRequest,
-    ) -> Result<v1::GetPlatformStatsResponse, ApiError> {
-        self.wait_for_position(request.min_position).await?;
-        let stats = self.model.stats(self.active().await?).await?;
+    ) -> Result<v1::GetPlatformStatsResponse, QueryError> {
+        self.reads.wait_for_position(request.min_position).await?;
+        let stats = self.model().stats(self.reads.active().await?).await?;
         let counts = |pairs: Vec<(String, u64)>| {
             pairs.into_iter().map(|(key, count)| v1::Count { key, count }).collect()
         };
@@ -293,13 +258,6 @@ impl CourseQueryApi {
             total_comments: stats.total_comments,
         })
     }
-}
-
-/// The caller the server shell authenticated (the policy makes it required).
-fn required_caller<T>(request: &Request<T>) -> Result<Identity, Status> {
-    platform::server::caller(request)
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))
 }
 
 #[tonic::async_trait]
@@ -323,7 +281,7 @@ impl CourseQueryService for CourseQueryApi {
         &self,
         request: Request<v1::ListCourseCommentsRequest>,
     ) -> Result<Response<v1::ListCourseCommentsResponse>, Status> {
-        let caller = required_caller(&request)?;
+        let caller = caller(&request)?;
         Ok(Response::new(self.comments(&caller, request.into_inner()).await?))
     }
 
@@ -331,7 +289,7 @@ impl CourseQueryService for CourseQueryApi {
         &self,
         request: Request<v1::ListUserEnrollmentsRequest>,
     ) -> Result<Response<v1::ListUserEnrollmentsResponse>, Status> {
-        let caller = required_caller(&request)?;
+        let caller = caller(&request)?;
         Ok(Response::new(self.enrollments(&caller, request.into_inner()).await?))
     }
 
@@ -346,13 +304,6 @@ impl CourseQueryService for CourseQueryApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_sizes_default_to_twenty_and_stop_at_a_hundred() {
-        assert_eq!(page_size(0), Ok(20));
-        assert_eq!(page_size(100), Ok(100));
-        assert!(page_size(101).is_err());
-    }
 
     #[test]
     fn a_query_is_split_into_words_and_bounded() {

@@ -1,0 +1,193 @@
+//! The projection's `ReadModel` on Redis: generations, guarded saves, the applied watermark.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use fred::prelude::{HashesInterface, KeysInterface};
+use fred::types::{ClusterHash, CustomCommand};
+use projection::fold::{Change, CourseSummary};
+use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
+use uuid::Uuid;
+
+use super::records::parse_summary;
+use super::{RedisReadModel, classify};
+
+#[async_trait]
+impl ReadModel for RedisReadModel {
+    async fn generations(&self) -> Result<Generations, ReadModelError> {
+        let hash: HashMap<String, u32> =
+            self.client.hgetall(self.generations_key()).await.map_err(classify)?;
+        Ok(Generations {
+            active: hash.get("active").copied().unwrap_or(0),
+            building: hash.get("building").copied().filter(|b| *b != 0),
+        })
+    }
+
+    async fn swap_generations(
+        &self,
+        expected: Generations,
+        new: Generations,
+    ) -> Result<bool, ReadModelError> {
+        let args = vec![
+            expected.active.to_string(),
+            expected.building.unwrap_or(0).to_string(),
+            new.active.to_string(),
+            new.building.unwrap_or(0).to_string(),
+        ];
+        let swapped: i64 = self
+            .swap
+            .evalsha_with_reload(&self.client, vec![self.generations_key()], args)
+            .await
+            .map_err(classify)?;
+        Ok(swapped == 1)
+    }
+
+    async fn drop_generation(&self, generation: u32) -> Result<(), ReadModelError> {
+        let pattern = format!("{}{generation}:*", self.prefix);
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    CustomCommand::new("SCAN", ClusterHash::Random, false),
+                    vec![
+                        cursor.clone(),
+                        "MATCH".into(),
+                        pattern.clone(),
+                        "COUNT".into(),
+                        "10000".into(),
+                    ],
+                )
+                .await
+                .map_err(classify)?;
+            if !keys.is_empty() {
+                let _: i64 = self
+                    .client
+                    .custom(CustomCommand::new("UNLINK", ClusterHash::FirstKey, false), keys)
+                    .await
+                    .map_err(classify)?;
+            }
+            if next == "0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    async fn summary(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+    ) -> Result<Option<CourseSummary>, ReadModelError> {
+        let hash: HashMap<String, String> =
+            self.client.hgetall(self.course_key(generation, course_id)).await.map_err(classify)?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        parse_summary(&hash).map(Some).ok_or_else(|| {
+            ReadModelError::Unexpected(anyhow::anyhow!(
+                "course {course_id}: malformed summary hash"
+            ))
+        })
+    }
+
+    async fn save(
+        &self,
+        generation: u32,
+        before_version: u64,
+        after: &CourseSummary,
+        change: &Change,
+    ) -> Result<Saved, ReadModelError> {
+        let write = CourseWrite { before_version, steps: vec![(after.clone(), change.clone())] };
+        let saved = self.save_batch(generation, std::slice::from_ref(&write)).await?;
+        Ok(saved.into_iter().next().unwrap_or(Saved::Conflict))
+    }
+
+    async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError> {
+        let watermark: u64 = self
+            .mark
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                vec![position.to_string()],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(watermark)
+    }
+
+    async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
+        let value: Option<u64> =
+            self.client.get(self.key(generation, "watermark")).await.map_err(classify)?;
+        Ok(value.unwrap_or(0))
+    }
+
+    async fn summaries_of(
+        &self,
+        generation: u32,
+        courses: &[Uuid],
+    ) -> Result<Vec<Option<CourseSummary>>, ReadModelError> {
+        if courses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for course in courses {
+            let _: () =
+                pipeline.hgetall(self.course_key(generation, *course)).await.map_err(classify)?;
+        }
+        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
+        courses
+            .iter()
+            .zip(&hashes)
+            .map(|(course, hash)| {
+                if hash.is_empty() {
+                    return Ok(None);
+                }
+                parse_summary(hash).map(Some).ok_or_else(|| {
+                    ReadModelError::Unexpected(anyhow::anyhow!(
+                        "course {course}: malformed summary hash"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn save_batch(
+        &self,
+        generation: u32,
+        writes: &[CourseWrite],
+    ) -> Result<Vec<Saved>, ReadModelError> {
+        let calls =
+            writes.iter().filter_map(|write| self.save_args(generation, write)).collect::<Vec<_>>();
+        if calls.len() != writes.len() {
+            return Err(ReadModelError::Unexpected(anyhow::anyhow!(
+                "a course write without steps"
+            )));
+        }
+        let applied = self.eval_pipelined(&self.save, calls).await?;
+        Ok(applied
+            .into_iter()
+            .map(|a| if a == 1 { Saved::Applied } else { Saved::Conflict })
+            .collect())
+    }
+
+    async fn mark_applied_batch(
+        &self,
+        generation: u32,
+        positions: &[u64],
+    ) -> Result<u64, ReadModelError> {
+        let mut sorted = positions.to_vec();
+        sorted.sort_unstable();
+        let watermark: u64 = self
+            .mark_batch
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                sorted.iter().map(u64::to_string).collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(watermark)
+    }
+}
+
