@@ -6,6 +6,7 @@ use course_proto::timestamp;
 use course_proto::v1::{self, catalog_query_service_server::CatalogQueryService};
 use platform::auth::Identity;
 use platform::grpc::Violations;
+use projection::ReadModel;
 use projection::fold::CourseSummary;
 use projection::read_side::{self, MAX_PAGE_SIZE, QueryError, ReadSide, caller, page_size};
 use tonic::{Request, Response, Status};

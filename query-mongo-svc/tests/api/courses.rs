@@ -95,22 +95,6 @@ async fn a_course_document_shows_every_detail_with_sections_in_order() {
 }
 
 #[tokio::test]
-async fn an_unknown_course_is_not_found_and_a_malformed_id_is_invalid() {
-    let env = spawn_env().await;
-    let mut client = env.query.client();
-    let unknown = Uuid::now_v7().to_string();
-    let request =
-        |id: &str| v1::GetCourseDetailsRequest { course_id: id.into(), min_version: None };
-    assert_code(client.get_course_details(request(&unknown)).await, Code::NotFound);
-    let status =
-        assert_code(client.get_course_details(request("nope")).await, Code::InvalidArgument);
-    assert_eq!(violated_fields(&status), vec!["course_id"]);
-    let comments = v1::ListCourseCommentsRequest { course_id: unknown, ..Default::default() };
-    assert_code(client.list_course_comments(comments).await, Code::NotFound);
-    env.finish().await;
-}
-
-#[tokio::test]
 async fn a_version_the_read_model_does_not_reach_in_time_is_unavailable() {
     let exchange = testkit::unique("test.events");
     let command = testkit::spawn_command_svc(&exchange).await;

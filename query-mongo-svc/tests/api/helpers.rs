@@ -154,6 +154,15 @@ impl Drop for QueryApp {
 /// Starts query-mongo-svc on port 0 and waits until it reports SERVING (consuming, and a
 /// generation built).
 pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
+    start_query(event_store_url, setup, ServingStatus::Serving).await
+}
+
+/// Starts query-mongo-svc on port 0 and waits until its health reports `status`.
+pub async fn start_query(
+    event_store_url: &str,
+    setup: QuerySetup,
+    status: ServingStatus,
+) -> QueryApp {
     let config = Config {
         mongodb_uri: setup.mongodb_uri.clone(),
         mongodb_database: setup.database.clone(),
@@ -176,7 +185,7 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
         let _ = stop_rx.await;
     }));
     let channel = Channel::from_shared(url).expect("uri").connect_lazy();
-    wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
+    wait_for_health(&channel, "course.v1.CourseQueryService", status).await;
     QueryApp { setup, channel, stop: Some(stop_tx), task: Some(task) }
 }
 
@@ -198,14 +207,6 @@ pub async fn spawn_env() -> TestEnv {
     let exchange = unique("test.events");
     let command = testkit::spawn_command_svc(&exchange).await;
     let query = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
-    TestEnv { command, query }
-}
-
-/// command-svc, and a query service on a private exchange that only the test publishes to:
-/// the test decides what the consumer receives, and in which order.
-pub async fn spawn_private_env() -> TestEnv {
-    let command = testkit::spawn_command_svc(&unique("test.events")).await;
-    let query = spawn_query(&command.url, QuerySetup::on(&unique("test.private"))).await;
     TestEnv { command, query }
 }
 

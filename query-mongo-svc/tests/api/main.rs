@@ -4,6 +4,7 @@
 
 mod authorization;
 mod courses;
+mod edge;
 mod helpers;
 mod people;
 mod projection;

@@ -1,5 +1,7 @@
-//! The projection's guarantees on MongoDB: duplicates, reordering, poison messages, rebuilds,
-//! several replicas.
+//! What only MongoDB can show of the projection's guarantees: rebuilds into new collections
+//! (and from a flushed database) while commands flow, several replicas racing on its
+//! single-document compare-and-set. Ordering, duplicates, gaps and poison messages are proven
+//! once, in memory, by `projection/tests/core.rs`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -7,25 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use course_proto::v1::{self, EventEnvelope};
-use futures::StreamExt;
 use futures::future::join_all;
-use messaging::lapin::BasicProperties;
-use messaging::lapin::options::{BasicConsumeOptions, BasicPublishOptions};
-use messaging::lapin::types::FieldTable;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-const CONFIRM: Duration = Duration::from_secs(10);
-
-/// Publishes crafted copies of real envelopes straight to `exchange`, in the given order.
-async fn publish(exchange: &str, envelopes: &[&EventEnvelope]) {
-    let pool = messaging::pool(&testkit::rabbitmq_url(), 1).expect("pool");
-    let channel = messaging::publisher_channel(&pool, exchange).await.expect("channel");
-    let owned: Vec<EventEnvelope> = envelopes.iter().map(|e| (*e).clone()).collect();
-    messaging::publish_confirmed(&channel, exchange, &owned, CONFIRM).await.expect("published");
-}
 
 async fn status(query: &QueryApp) -> v1::GetProjectionStatusResponse {
     query
@@ -34,107 +22,6 @@ async fn status(query: &QueryApp) -> v1::GetProjectionStatusResponse {
         .await
         .expect("status")
         .into_inner()
-}
-
-#[tokio::test]
-async fn duplicated_and_reversed_deliveries_leave_the_state_of_one_in_order_delivery() {
-    let env = spawn_private_env().await;
-    let (cmd, instructor, alice) = (&env.command, Uuid::now_v7(), Uuid::now_v7());
-    let exchange = env.query.setup.exchange.clone();
-    let id = create(cmd, instructor, "Replayed", "Order").await;
-    add_section(cmd, instructor, &id, "One").await;
-    add_section(cmd, instructor, &id, "Two").await;
-    present(cmd, instructor, &id).await;
-    join(cmd, alice, &id).await;
-    activate(cmd, instructor, &id).await;
-    let (last, _) = comment(cmd, alice, &id, "Hello").await;
-    let events = events_until(cmd, &id, last).await;
-    assert_eq!(events.len(), 7);
-    let e = |version: u64| &events[version as usize - 1];
-
-    // v1 twice, then v3 before v2 (v3 fills v2 from the event store), v2 late and again,
-    // then the rest backwards with every one repeated.
-    publish(&exchange, &[e(1), e(1)]).await;
-    assert_eq!(details(&env.query, &id, 1).await.version, 1);
-    publish(&exchange, &[e(3), e(2), e(2), e(3)]).await;
-    assert_eq!(details(&env.query, &id, 3).await.version, 3);
-    publish(&exchange, &[e(7), e(6), e(5), e(4), e(7), e(6), e(5), e(4), e(1)]).await;
-    let shuffled = details(&env.query, &id, last).await;
-    let (shuffled_comments, _) = comments_all(&env.query, &id, 10, last).await;
-
-    assert_eq!(shuffled.version, 7);
-    assert_eq!(
-        shuffled.sections.iter().map(|s| s.title.as_str()).collect::<Vec<_>>(),
-        ["One", "Two"]
-    );
-    assert_eq!(shuffled.participants.len(), 1);
-    assert_eq!((shuffled.participant_count, shuffled.comment_count), (1, 1));
-    assert_eq!(shuffled_comments.len(), 1);
-    let position = e(7).global_position;
-    assert_eq!(status(&env.query).await.applied_position, position, "watermark is exact");
-
-    // One in-order delivery of the same events: a rebuild replays the event store in order.
-    let generation = env
-        .query
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest::default())
-        .await
-        .expect("rebuild")
-        .into_inner()
-        .generation;
-    wait_for_switch(&env.query, generation).await;
-    assert_eq!(details(&env.query, &id, last).await, shuffled);
-    assert_eq!(comments_all(&env.query, &id, 10, last).await.0, shuffled_comments);
-    assert_eq!(stats(&env.query, position).await.total_comments, 1);
-    env.finish().await;
-}
-
-#[tokio::test]
-async fn a_poison_message_is_dead_lettered_and_the_next_event_still_applies() {
-    let env = spawn_private_env().await;
-    let exchange = env.query.setup.exchange.clone();
-    let id = create(&env.command, Uuid::now_v7(), "After the poison", "Safety").await;
-    let events = events_until(&env.command, &id, 1).await;
-
-    let pool = messaging::pool(&testkit::rabbitmq_url(), 1).expect("pool");
-    let channel = messaging::publisher_channel(&pool, &exchange).await.expect("channel");
-    let garbage = b"\xff\x00 this is not an EventEnvelope".to_vec();
-    channel
-        .basic_publish(
-            exchange.as_str().into(),
-            messaging::routing_key("CourseCreated").as_str().into(),
-            BasicPublishOptions::default(),
-            &garbage,
-            BasicProperties::default(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-    publish(&exchange, &[events.last().expect("created")]).await;
-
-    let course = details(&env.query, &id, 1).await;
-    assert_eq!(course.title, "After the poison");
-
-    let dlq = format!("{}.dlq", env.query.setup.queue);
-    let connection = pool.get().await.expect("connection");
-    let listen = connection.create_channel().await.expect("channel");
-    let mut parked = listen
-        .basic_consume(
-            dlq.as_str().into(),
-            "test-dlq".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume the dead-letter queue");
-    let delivery = tokio::time::timeout(Duration::from_secs(10), parked.next())
-        .await
-        .expect("a dead letter arrives")
-        .expect("stream open")
-        .expect("delivery");
-    assert_eq!(delivery.data, garbage);
-    env.finish().await;
 }
 
 /// Commands on `courses` until `stop`: joins by new users and comments by them.

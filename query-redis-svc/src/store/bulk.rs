@@ -1,6 +1,6 @@
 //! A batch of course writes: one `SAVE_COURSE` script call per course, all in one pipeline.
 
-use fred::prelude::Error;
+use fred::prelude::{ClientLike, Error};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use projection::fold::Change;

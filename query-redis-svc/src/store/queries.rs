@@ -1,7 +1,7 @@
 //! The catalog's reads: summaries, the course indexes, participants and enrolments.
 
 use course_domain::CourseStatus;
-use fred::prelude::SortedSetsInterface;
+use fred::prelude::{ClientLike, SortedSetsInterface};
 use fred::types::{ClusterHash, CustomCommand};
 use projection::fold::CourseSummary;
 use projection::{ReadModel, ReadModelError};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use fred::prelude::{HashesInterface, KeysInterface};
+use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
 use fred::types::{ClusterHash, CustomCommand};
 use projection::fold::{Change, CourseSummary};
 use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};

@@ -35,7 +35,7 @@ impl Joined {
     }
 
     /// The zset member again (page tokens).
-    pub pub(crate) fn member(&self) -> String {
+    pub fn member(&self) -> String {
         member(self.joined_at, self.id)
     }
 }

@@ -1,3 +1,8 @@
+//! What only Redis and RabbitMQ can show of the projection's guarantees: multi-step course
+//! writes in one Lua script call across batch boundaries, dead-lettering through the quorum
+//! queue, several replicas racing on the script's compare-and-set. Ordering, duplicates and gap
+//! filling on their own are proven once, in memory, by `projection/tests/core.rs`.
+
 use std::time::Duration;
 
 use course_proto::v1::{self, EventEnvelope};
@@ -57,13 +62,8 @@ async fn publish(exchange: &str, envelopes: &[EventEnvelope]) {
 }
 
 /// A catalog on a silent exchange: it only sees what the test publishes (plus gap fills from
-/// the event store). Started before any command, so its initial build finds nothing.
-async fn hand_fed_catalog(command: &testkit::CommandSvc) -> (Catalog, String) {
-    let silent = unique("test.silent");
-    (spawn_catalog(config(command, &silent)).await, silent)
-}
-
-/// [`hand_fed_catalog`] with its own batching.
+/// the event store), in batches of at most `size` events, lingering `linger_ms` for more.
+/// Started before any command, so its initial build finds nothing.
 async fn hand_fed_batched_catalog(
     command: &testkit::CommandSvc,
     size: u16,
@@ -230,90 +230,6 @@ async fn an_event_that_never_fits_is_dead_lettered_without_holding_up_its_batch(
     let letter = tokio::time::timeout(WAIT, dead.next()).await.expect("dead-lettered in time");
     assert_eq!(letter.expect("delivery").expect("ok").data, body(&stray));
     assert_eq!(fed.snapshot().await, reference.snapshot().await);
-}
-
-#[tokio::test]
-async fn duplicated_and_reversed_deliveries_leave_the_in_order_state() {
-    let exchange = unique("test.events");
-    let command = spawn_command_svc(&exchange).await;
-    let reference = spawn_catalog(config(&command, &exchange)).await;
-    let (fed, silent) = hand_fed_catalog(&command).await;
-
-    let courses = workload(&command, 4, 9).await;
-    for (id, version) in &courses {
-        reference.course_at(id, *version).await;
-    }
-    let events = all_events(&command).await;
-
-    // Each course's events newest first: the first one seen reveals a gap, filled from the store.
-    let mut reversed = Vec::new();
-    for (id, _) in &courses {
-        let mut of_course: Vec<EventEnvelope> =
-            events.iter().filter(|e| &e.course_id == id).cloned().collect();
-        of_course.reverse();
-        reversed.extend(of_course);
-    }
-    publish(&silent, &reversed).await;
-    // Then everything again, in order: all duplicates.
-    publish(&silent, &events).await;
-    let marker = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create");
-    let marker = marker.into_inner().course_id;
-    reference.course_at(&marker, 1).await;
-    let marker_events = events_of(&command, &marker, 1).await;
-    publish(&silent, &marker_events).await;
-    fed.course_at(&marker, 1).await; // everything published before it has been handled
-
-    assert_eq!(fed.snapshot().await, reference.snapshot().await);
-}
-
-#[tokio::test]
-async fn a_poison_message_is_dead_lettered_and_the_next_event_still_applies() {
-    let exchange = unique("test.events");
-    let command = spawn_command_svc(&exchange).await;
-    let (fed, silent) = hand_fed_catalog(&command).await;
-    let dlq = format!("{}.dlq", fed.config.queue_name);
-
-    let pool = messaging::pool(&testkit::rabbitmq_url(), 1).expect("pool");
-    let connection = pool.get().await.expect("connection");
-    let channel = connection.create_channel().await.expect("channel");
-    let mut dead_letters = channel
-        .basic_consume(
-            dlq.as_str().into(),
-            "test".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume the dead-letter queue");
-    channel
-        .basic_publish(
-            silent.as_str().into(),
-            "course.v1.CourseCreated".into(),
-            BasicPublishOptions::default(),
-            b"\xff\xfe definitely not protobuf",
-            messaging::lapin::BasicProperties::default(),
-        )
-        .await
-        .expect("publish poison");
-    let dead =
-        tokio::time::timeout(WAIT, dead_letters.next()).await.expect("dead-lettered in time");
-    let dead = dead.expect("delivery").expect("ok");
-    assert_eq!(dead.data, b"\xff\xfe definitely not protobuf");
-
-    let id = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
-    let good = events_of(&command, &id, 1).await;
-    publish(&silent, &good).await;
-    assert_eq!(fed.course_at(&id, 1).await.course_id, id);
 }
 
 #[tokio::test]

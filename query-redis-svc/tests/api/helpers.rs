@@ -25,6 +25,11 @@ pub fn redis_url() -> String {
 
 /// Configuration of a query-redis-svc with its own key prefix and queue.
 pub fn config(command: &CommandSvc, exchange: &str) -> Config {
+    config_for(&command.url, exchange)
+}
+
+/// [`config`] with the event store at `event_store_url`.
+pub fn config_for(event_store_url: &str, exchange: &str) -> Config {
     Config {
         redis_url: redis_url(),
         redis_key_prefix: format!("{}:", unique("test")),
@@ -34,7 +39,7 @@ pub fn config(command: &CommandSvc, exchange: &str) -> Config {
             prefetch: 32,
             read_your_writes_timeout_ms: 10_000,
             event_store_token: Some(testkit::service_token()),
-            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
+            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, event_store_url)
         },
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
         server: testkit::server_args(),
@@ -70,6 +75,11 @@ impl Drop for Catalog {
 
 /// Starts query-redis-svc with `config` and waits until it serves.
 pub async fn spawn_catalog(config: Config) -> Catalog {
+    start_catalog(config, ServingStatus::Serving).await
+}
+
+/// Starts query-redis-svc with `config` and waits until its health reports `status`.
+pub async fn start_catalog(config: Config, status: ServingStatus) -> Catalog {
     let app = Application::build(config.clone()).await.expect("query-redis-svc builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let metrics_port = app.metrics_port();
@@ -79,7 +89,7 @@ pub async fn spawn_catalog(config: Config) -> Catalog {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(url).expect("uri").connect_lazy();
-    wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    wait_for_health(&channel, "course.v1.CatalogQueryService", status).await;
     Catalog { config, metrics_port, port, channel, stop: Some(stop) }
 }
 

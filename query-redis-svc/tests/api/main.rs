@@ -3,6 +3,7 @@
 
 mod authorization;
 mod delivery;
+mod edge;
 mod helpers;
 mod outage;
 mod queries;
