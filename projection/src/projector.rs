@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use crate::decode::DecodeError;
 use crate::fold::{CourseSummary, FoldError, StoredEvent, apply};
 use crate::progress::{Applied, Progress};
 use crate::read_model::{CourseWrite, ReadModel, ReadModelError, Saved};
 use crate::source::EventSource;
+use chrono::Utc;
 
 /// How often a save may lose a compare-and-set race before giving up on the message (it is
 /// then redelivered).

@@ -95,7 +95,9 @@ impl From<QueryError> for Status {
 /// The caller the server shell authenticated; UNAUTHENTICATED when there is none (the
 /// service's policy makes a token required for the RPCs that call this).
 pub fn caller<T>(request: &tonic::Request<T>) -> Result<Identity, QueryError> {
-    platform::server::caller(request).cloned().ok_or(QueryError::Unauthenticated(AuthError::Missing))
+    platform::server::caller(request)
+        .cloned()
+        .ok_or(QueryError::Unauthenticated(AuthError::Missing))
 }
 
 /// What every read RPC of a query service goes through before its storage's reads.

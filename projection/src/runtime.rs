@@ -97,7 +97,11 @@ impl<M: ReadModel> Runtime<M> {
     /// The read-side edge of the query service's RPCs over this projection's model, with
     /// read-your-writes waits bounded by `wait_timeout`.
     pub fn read_side(&self, wait_timeout: Duration) -> ReadSide<M> {
-        ReadSide::new(self.projector.model().clone(), self.projector.progress().clone(), wait_timeout)
+        ReadSide::new(
+            self.projector.model().clone(),
+            self.projector.progress().clone(),
+            wait_timeout,
+        )
     }
 
     /// The admin gRPC service.

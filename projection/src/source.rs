@@ -26,8 +26,7 @@ pub trait EventSource: Send + Sync + 'static {
 
     /// Up to `max_count` events after global position `after`, in global order; fewer than
     /// `max_count` means the store ends there.
-    async fn read_all(&self, after: u64, max_count: u32)
-    -> Result<Vec<StoredEvent>, ProjectError>;
+    async fn read_all(&self, after: u64, max_count: u32) -> Result<Vec<StoredEvent>, ProjectError>;
 }
 
 #[async_trait]
@@ -38,11 +37,9 @@ impl EventSource for EventStoreClient {
         from_version: u64,
         max_count: u32,
     ) -> Result<Vec<StoredEvent>, ProjectError> {
-        let request =
-            ReadStreamRequest { course_id: course.to_string(), from_version, max_count };
-        let mut stream = EventStoreServiceClient::read_stream(&mut self.clone(), request)
-            .await?
-            .into_inner();
+        let request = ReadStreamRequest { course_id: course.to_string(), from_version, max_count };
+        let mut stream =
+            EventStoreServiceClient::read_stream(&mut self.clone(), request).await?.into_inner();
         let mut out = Vec::new();
         while let Some(item) = stream.next().await {
             let Some(envelope) = item?.event else { continue };
@@ -51,11 +48,7 @@ impl EventSource for EventStoreClient {
         Ok(out)
     }
 
-    async fn read_all(
-        &self,
-        after: u64,
-        max_count: u32,
-    ) -> Result<Vec<StoredEvent>, ProjectError> {
+    async fn read_all(&self, after: u64, max_count: u32) -> Result<Vec<StoredEvent>, ProjectError> {
         let request = ReadAllRequest { from_position: after, max_count, follow: false };
         let mut stream =
             EventStoreServiceClient::read_all(&mut self.clone(), request).await?.into_inner();

@@ -16,7 +16,7 @@ use course_domain::Event;
 use projection::fold::{Change, CourseSummary, StoredEvent};
 use projection::read_side::{QueryError, ReadSide};
 use projection::{
-    EventSource, Generations, ProjectError, Progress, Projector, ReadModel, ReadModelError, Saved,
+    EventSource, Generations, Progress, ProjectError, Projector, ReadModel, ReadModelError, Saved,
     decode_body, rebuild, wait,
 };
 use uuid::Uuid;
@@ -161,11 +161,7 @@ impl EventSource for MemEventStore {
             .collect())
     }
 
-    async fn read_all(
-        &self,
-        after: u64,
-        max_count: u32,
-    ) -> Result<Vec<StoredEvent>, ProjectError> {
+    async fn read_all(&self, after: u64, max_count: u32) -> Result<Vec<StoredEvent>, ProjectError> {
         let events = self.events.lock().expect("not poisoned");
         Ok(events
             .iter()

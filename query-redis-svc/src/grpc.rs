@@ -69,7 +69,10 @@ impl CatalogApi {
     }
 
     #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
-    async fn course(&self, request: v1::GetCourseRequest) -> Result<v1::GetCourseResponse, QueryError> {
+    async fn course(
+        &self,
+        request: v1::GetCourseRequest,
+    ) -> Result<v1::GetCourseResponse, QueryError> {
         let mut violations = Violations::new();
         let course = violations.check("course_id", validation::uuid(&request.course_id));
         let course = finish(violations, course)?;
@@ -109,7 +112,10 @@ impl CatalogApi {
         } else {
             String::new()
         };
-        Ok(v1::ListCoursesResponse { courses: courses.iter().map(summary).collect(), next_page_token })
+        Ok(v1::ListCoursesResponse {
+            courses: courses.iter().map(summary).collect(),
+            next_page_token,
+        })
     }
 
     #[tracing::instrument(skip_all, err(level = "info", Display))]

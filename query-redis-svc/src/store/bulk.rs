@@ -71,7 +71,11 @@ impl RedisReadModel {
     }
 
     /// The SAVE_COURSE arguments of one course's write.
-    pub(crate) fn save_args(&self, generation: u32, write: &CourseWrite) -> Option<(String, Vec<String>)> {
+    pub(crate) fn save_args(
+        &self,
+        generation: u32,
+        write: &CourseWrite,
+    ) -> Option<(String, Vec<String>)> {
         let after = write.after()?;
         let fields = summary_fields(after);
         let mut args = Vec::with_capacity(4 + 2 * fields.len() + 3 * write.steps.len());

@@ -190,4 +190,3 @@ impl ReadModel for RedisReadModel {
         Ok(watermark)
     }
 }
-
