@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use course_proto::v1::{self, EventEnvelope};
+use course_proto::v1;
 use futures::future::join_all;
 use tokio::sync::watch;
 use uuid::Uuid;
