@@ -130,21 +130,24 @@ impl<M: ReadModel> ReadSide<M> {
     }
 
     /// Waits until `course` is at `min_version` or later (nothing to wait for: `None` or 0).
+    /// A read model never built answers [`QueryError::NotBuilt`] at once, as without a wait.
     pub async fn wait_for_version(
         &self,
         course: Uuid,
         min_version: Option<u64>,
     ) -> Result<(), QueryError> {
         if let Some(min) = min_version.filter(|m| *m > 0) {
+            self.active().await?;
             wait::for_version(&self.model, &self.progress, course, min, self.wait_timeout).await?;
         }
         Ok(())
     }
 
     /// Waits until every event up to `min_position` is applied (nothing to wait for: `None`
-    /// or 0).
+    /// or 0). A read model never built answers [`QueryError::NotBuilt`] at once.
     pub async fn wait_for_position(&self, min_position: Option<u64>) -> Result<(), QueryError> {
         if let Some(min) = min_position.filter(|m| *m > 0) {
+            self.active().await?;
             wait::for_position(&self.model, &self.progress, min, self.wait_timeout).await?;
         }
         Ok(())

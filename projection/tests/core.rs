@@ -450,6 +450,11 @@ async fn nothing_is_served_before_the_first_build_and_a_failed_rebuild_keeps_the
     assert!(matches!(reads.active().await, Err(QueryError::NotBuilt)));
     let status = tonic::Status::from(reads.active().await.expect_err("not built"));
     assert_eq!(status.code(), tonic::Code::Unavailable);
+    // A read-your-writes read is told so at once, not "behind" after its wait.
+    let err = reads.wait_for_version(Uuid::now_v7(), Some(1)).await.expect_err("not built");
+    assert!(matches!(err, QueryError::NotBuilt), "{err}");
+    let err = reads.wait_for_position(Some(1)).await.expect_err("not built");
+    assert!(matches!(err, QueryError::NotBuilt), "{err}");
 
     let events = store.course(1);
     let (marked, generation) = rebuild::begin(&model).await.expect("reserve");
