@@ -8,8 +8,10 @@
 //! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
+//! * [`audit`]: the read model compared with the event store, course by course.
 
 mod args;
+pub mod audit;
 pub mod consumer;
 mod decode;
 pub mod fold;

@@ -209,7 +209,7 @@ async fn read_pages(
 }
 
 /// The events at positions `after + 1 ..= after + PAGE`, and whether the store ends there.
-async fn read_page(
+pub(crate) async fn read_page(
     mut events: crate::EventStoreClient,
     after: u64,
 ) -> Result<(Vec<StoredEvent>, bool), ProjectError> {

@@ -37,7 +37,7 @@ pub fn policy() -> Policy {
         )
         .service(
             "course.v1.ProjectionAdminService",
-            &["GetProjectionStatus", "RebuildReadModel"],
+            &["GetProjectionStatus", "RebuildReadModel", "AuditReadModel"],
             Access::Roles(&[ROLE_OPERATOR]),
         )
 }

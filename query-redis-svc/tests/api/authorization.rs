@@ -107,6 +107,16 @@ async fn the_admin_rpcs_are_for_operators_only() {
         );
     }
     assert_eq!(code(admin.get_projection_status(as_operator(status())).await), Code::Ok);
+
+    let audit = v1::AuditReadModelRequest::default;
+    assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
+    for token in [testkit::token(Uuid::now_v7()), testkit::service_token()] {
+        assert_eq!(
+            code(admin.audit_read_model(with_token(&token, audit())).await),
+            Code::PermissionDenied
+        );
+    }
+    assert_eq!(code(admin.audit_read_model(as_operator(audit())).await), Code::Ok);
 }
 
 #[tokio::test]
