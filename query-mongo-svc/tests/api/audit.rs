@@ -28,6 +28,7 @@ async fn an_audit_finds_nothing_after_a_normal_run_and_names_each_damaged_part()
     present(&env.command, instructor, &id).await;
     join(&env.command, alice, &id).await;
     join(&env.command, bob, &id).await;
+    activate(&env.command, instructor, &id).await;
     let (version, _) = comment(&env.command, alice, &id, "Great").await;
     let other = create(&env.command, instructor, "Go", "Programming").await;
     let course = details(&env.query, &id, version).await;
