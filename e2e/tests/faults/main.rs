@@ -358,7 +358,7 @@ impl Mesh {
         )
         .audit_read_model(AuditReadModelRequest {
             max_differences: 20,
-            catch_up_timeout_ms: 60_000,
+            catch_up_timeout_ms: 20_000,
         })
         .await
         .expect("audit runs")
@@ -644,6 +644,7 @@ async fn the_read_models_agree_with_the_store_after_kills_and_cut_connections_un
     let outcomes = std::mem::take(&mut *outcomes.lock().expect("outcomes"));
     let acknowledged = outcomes.acknowledged.len();
     assert!(acknowledged >= 7 * BETWEEN, "{acknowledged} commands acknowledged");
+    assert!(outcomes.retries > 0, "the faults hit commands in flight");
 
     // Every acknowledged command is in the store, as the event it answered for.
     let mut by_course: BTreeMap<String, Vec<Acknowledged>> = BTreeMap::new();
