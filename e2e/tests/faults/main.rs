@@ -442,9 +442,9 @@ fn id() -> Option<String> {
     Some(Uuid::now_v7().to_string())
 }
 
-/// One client: mixed commands over the shared courses until `stop`.
-async fn client(
-    worker: usize,
+/// What the clients share.
+#[derive(Clone)]
+struct Shared {
     commands: CourseCommandServiceClient<Channel>,
     instructor: Uuid,
     users: Arc<Vec<Uuid>>,
@@ -452,7 +452,11 @@ async fn client(
     outcomes: Arc<Mutex<Outcomes>>,
     acked: watch::Sender<usize>,
     stop: Arc<AtomicBool>,
-) {
+}
+
+/// One client: mixed commands over the shared courses until `stop`.
+async fn client(worker: usize, shared: Shared) {
+    let Shared { commands, instructor, users, courses, outcomes, acked, stop } = shared;
     let mut step = worker;
     while !stop.load(Ordering::SeqCst) {
         step += 7;
@@ -483,7 +487,7 @@ async fn client(
                     v1::ActivateCourseRequest { command_id: id(), course_id, ..Default::default() };
                 (command!(o, c, instructor, activate_course, request), "CourseActivated")
             }
-            (_, 3) if step % 5 == 0 => {
+            (_, 3) if step.is_multiple_of(5) => {
                 let request =
                     v1::CompleteCourseRequest { command_id: id(), course_id, ..Default::default() };
                 (command!(o, c, instructor, complete_course, request), "CourseCompleted")
@@ -583,20 +587,17 @@ async fn the_read_models_agree_with_the_store_after_kills_and_cut_connections_un
     let instructor = Uuid::now_v7();
     let users: Arc<Vec<Uuid>> = Arc::new((0..30).map(|_| Uuid::now_v7()).collect());
     let courses = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..6)
-        .map(|worker| {
-            tokio::spawn(client(
-                worker,
-                mesh.commands(),
-                instructor,
-                users.clone(),
-                courses.clone(),
-                outcomes.clone(),
-                acked_tx.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let shared = Shared {
+        commands: mesh.commands(),
+        instructor,
+        users,
+        courses,
+        outcomes: outcomes.clone(),
+        acked: acked_tx,
+        stop: stop.clone(),
+    };
+    let clients: Vec<_> =
+        (0..6).map(|worker| tokio::spawn(client(worker, shared.clone()))).collect();
     // Each fault comes after this many more acknowledged commands.
     let mut more = async |n: usize| {
         let target = *acked.borrow() + n;
