@@ -25,7 +25,7 @@ async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
         .course_id;
     present(&command, instructor, &id).await;
     let version =
-        c.join_course(as_user(alice, join(&id))).await.expect("join").into_inner().version;
+        c.join_course(as_user(alice, join_request(&id))).await.expect("join").into_inner().version;
     catalog.course_at(&id, version).await;
     let mut q = catalog.anonymous();
 
