@@ -8,11 +8,13 @@
 //! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
+//! * [`audit`]: the read model compared with the event store, course by course.
 //! * [`EventSource`]: where gap fills and rebuilds read events (the event store).
 //! * [`read_side`]: the edge of every read RPC: the served generation, waits, paging, the
 //!   one error-to-status mapping.
 
 mod args;
+pub mod audit;
 pub mod consumer;
 mod decode;
 pub mod fold;

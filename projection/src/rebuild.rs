@@ -206,7 +206,7 @@ async fn read_pages<S: EventSource + Clone>(
 }
 
 /// The events at positions `after + 1 ..= after + PAGE`, and whether the store ends there.
-async fn read_page<S: EventSource>(
+pub(crate) async fn read_page<S: EventSource>(
     events: S,
     after: u64,
 ) -> Result<(Vec<StoredEvent>, bool), ProjectError> {

@@ -9,8 +9,8 @@ use course_proto::v1::projection_admin_service_server::{
     ProjectionAdminService, ProjectionAdminServiceServer,
 };
 use course_proto::v1::{
-    GetProjectionStatusRequest, GetProjectionStatusResponse, RebuildReadModelRequest,
-    RebuildReadModelResponse,
+    AuditReadModelRequest, AuditReadModelResponse, GetProjectionStatusRequest,
+    GetProjectionStatusResponse, RebuildReadModelRequest, RebuildReadModelResponse,
 };
 use messaging::{ConsumerTopology, Pool};
 use platform::auth::Credential;
@@ -353,6 +353,21 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
             }
         }
         Ok(Response::new(RebuildReadModelResponse { generation }))
+    }
+
+    async fn audit_read_model(
+        &self,
+        request: Request<AuditReadModelRequest>,
+    ) -> Result<Response<AuditReadModelResponse>, Status> {
+        let projector = &self.projector;
+        crate::audit::serve(
+            projector.model(),
+            projector.progress(),
+            self.events.clone(),
+            request.get_ref(),
+        )
+        .await
+        .map(Response::new)
     }
 }
 

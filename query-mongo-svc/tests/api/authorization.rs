@@ -88,4 +88,13 @@ async fn documents_and_comments_answer_each_kind_of_caller_as_the_table_says() {
         Code::PermissionDenied
     );
     assert_eq!(code(admin.get_projection_status(as_operator(status())).await), Code::Ok);
+    let audit = v1::AuditReadModelRequest::default;
+    assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
+    for token in [&user, &service] {
+        assert_eq!(
+            code(admin.audit_read_model(with_token(token, audit())).await),
+            Code::PermissionDenied
+        );
+    }
+    assert_eq!(code(admin.audit_read_model(as_operator(audit())).await), Code::Ok);
 }

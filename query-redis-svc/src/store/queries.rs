@@ -35,6 +35,17 @@ impl RedisReadModel {
             .map_err(classify)
     }
 
+    /// Every member of a zset, in order.
+    pub(crate) async fn all_members(&self, key: &str) -> Result<Vec<String>, ReadModelError> {
+        self.client
+            .custom(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                vec![key.to_owned(), "0".to_owned(), "-1".to_owned()],
+            )
+            .await
+            .map_err(classify)
+    }
+
     /// Summaries of `courses` in `generation`, in the given order (missing ones skipped).
     pub async fn summaries(
         &self,

@@ -1,15 +1,16 @@
 //! The projection's `ReadModel` on Redis: generations, guarded saves, the applied watermark.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
 use fred::types::{ClusterHash, CustomCommand};
+use projection::audit::AuditView;
 use projection::fold::{Change, CourseSummary};
 use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
-use super::records::parse_summary;
+use super::records::{Joined, parse_summary};
 use super::{RedisReadModel, classify};
 
 #[async_trait]
@@ -188,5 +189,52 @@ impl ReadModel for RedisReadModel {
             .await
             .map_err(classify)?;
         Ok(watermark)
+    }
+
+    /// The summary, the participant set, and which users' own enrolment index lists the
+    /// course (of the users the store names and the stored participants).
+    async fn audit_view(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+        users: &BTreeSet<Uuid>,
+    ) -> Result<Option<AuditView>, ReadModelError> {
+        let participants_key = self.key(generation, &format!("course:{course_id}:participants"));
+        let (summary, members) = tokio::try_join!(
+            self.summary(generation, course_id),
+            self.all_members(&participants_key),
+        )?;
+        let Some(summary) = summary else { return Ok(None) };
+        let participants: BTreeSet<Uuid> =
+            members.iter().filter_map(|m| Joined::parse(m)).map(|j| j.id).collect();
+        let candidates: Vec<Uuid> = users.union(&participants).copied().collect();
+        let mut enrolled = BTreeSet::new();
+        if !candidates.is_empty() {
+            let pipeline = self.client.pipeline();
+            for user in &candidates {
+                let _: () = pipeline
+                    .hexists(
+                        self.key(generation, &format!("user:{user}:joined")),
+                        course_id.to_string(),
+                    )
+                    .await
+                    .map_err(classify)?;
+            }
+            let listed: Vec<bool> = pipeline.all().await.map_err(classify)?;
+            enrolled.extend(candidates.iter().zip(listed).filter(|(_, l)| *l).map(|(u, _)| *u));
+        }
+        Ok(Some(AuditView {
+            summary,
+            participants: Some(participants),
+            sections: None,
+            comments: None,
+            enrolled: Some(enrolled),
+        }))
+    }
+
+    /// The ids in the `idx:all` index.
+    async fn audit_course_ids(&self, generation: u32) -> Result<Option<Vec<Uuid>>, ReadModelError> {
+        let ids = self.all_members(&self.key(generation, "idx:all")).await?;
+        Ok(Some(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect()))
     }
 }

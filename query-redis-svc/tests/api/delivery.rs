@@ -9,7 +9,7 @@ use course_proto::v1::{self, EventEnvelope};
 use futures::StreamExt;
 use messaging::lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use messaging::lapin::types::FieldTable;
-use testkit::{as_user, spawn_command_svc, unique};
+use testkit::{spawn_command_svc, unique};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -145,13 +145,7 @@ async fn reversed_then_duplicated(
     }
     publish(silent, &reversed).await;
     publish(silent, &events).await;
-    let marker = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let marker = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     reference.course_at(&marker, 1).await;
     publish(silent, &events_of(command, &marker, 1).await).await;
     fed.course_at(&marker, 1).await; // everything published before it has been handled
