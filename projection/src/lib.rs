@@ -8,11 +8,15 @@
 //! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
+//! * [`dead_letter`]: events that cannot be applied, recorded so that the watermark moves on.
+//! * [`lease`]: the owner and heartbeat of a rebuild, so that a crashed one is abandoned.
 
 mod args;
 pub mod consumer;
+pub mod dead_letter;
 mod decode;
 pub mod fold;
+pub mod lease;
 pub mod progress;
 mod projector;
 mod read_model;

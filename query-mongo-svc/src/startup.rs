@@ -37,7 +37,7 @@ pub fn policy() -> Policy {
         )
         .service(
             "course.v1.ProjectionAdminService",
-            &["GetProjectionStatus", "RebuildReadModel"],
+            &["GetProjectionStatus", "RebuildReadModel", "ListDeadLetters", "ReplayDeadLetters"],
             Access::Roles(&[ROLE_OPERATOR]),
         )
 }

@@ -1,6 +1,7 @@
 //! Test support shared by the query services' end-to-end tests.
 
 mod proxy;
+mod tamper;
 
 use std::time::Duration;
 

@@ -13,6 +13,9 @@
 //! | `P g:user:{id}:courses` | zset (lex) | `{joined_ms}:{course}` of a user's enrolments |
 //! | `P g:user:{id}:joined` | hash | course → their member above |
 //! | `P g:applied`, `P g:watermark` | zset, string | applied positions above the contiguous watermark |
+//! | `P deadletters` | zset | positions of dead letters (scored by position) |
+//! | `P deadletter:{position}` | hash | one dead letter: `event_id`, `course_id`, `version`, `reason`, `recorded_at` |
+//! | `P lease:{g}` | hash | the rebuild lease of generation `g`: `owner`, `expires_at` (ms) |
 //!
 //! Every course of a batch is one Lua script call (`scripts::SAVE_COURSE`), all of them in one
 //! pipeline: it checks the course hash's version and applies the summary and every index change
@@ -31,12 +34,14 @@ use chrono::{DateTime, Utc};
 use course_domain::CourseStatus;
 use fred::prelude::{
     Builder, Client, ClientLike, Config, Error, ErrorKind, HashesInterface, KeysInterface,
-    ReconnectPolicy, SortedSetsInterface,
+    ReconnectPolicy, SortedSetsInterface, TransactionInterface,
 };
 use fred::types::config::TcpConfig;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
+use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary};
+use projection::lease::RebuildLease;
 use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
@@ -209,6 +214,18 @@ impl RedisReadModel {
 
     fn key(&self, generation: u32, rest: &str) -> String {
         format!("{}{generation}:{rest}", self.prefix)
+    }
+
+    fn dead_letters_key(&self) -> String {
+        format!("{}deadletters", self.prefix)
+    }
+
+    fn dead_letter_key(&self, position: u64) -> String {
+        format!("{}deadletter:{position}", self.prefix)
+    }
+
+    fn lease_key(&self, generation: u32) -> String {
+        format!("{}lease:{generation}", self.prefix)
     }
 
     fn course_key(&self, generation: u32, course: Uuid) -> String {
@@ -585,6 +602,132 @@ impl ReadModel for RedisReadModel {
             .map_err(classify)?;
         Ok(watermark)
     }
+
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), ReadModelError> {
+        let fields: Vec<(&str, String)> = vec![
+            ("event_id", letter.event_id.clone()),
+            ("course_id", letter.course_id.clone()),
+            ("version", letter.version.to_string()),
+            ("reason", letter.reason.clone()),
+            ("recorded_at", letter.recorded_at.timestamp_millis().to_string()),
+        ];
+        let transaction = self.client.multi();
+        let _: () = transaction
+            .hset(self.dead_letter_key(letter.position), fields)
+            .await
+            .map_err(classify)?;
+        let _: () = transaction
+            .zadd(
+                self.dead_letters_key(),
+                None,
+                None,
+                false,
+                false,
+                (letter.position as f64, letter.position.to_string()),
+            )
+            .await
+            .map_err(classify)?;
+        let _: () = transaction.exec(true).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let positions: Vec<String> = self
+            .client
+            .custom(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                vec![
+                    self.dead_letters_key(),
+                    format!("({after}"),
+                    "+inf".to_owned(),
+                    "BYSCORE".to_owned(),
+                    "LIMIT".to_owned(),
+                    "0".to_owned(),
+                    limit.to_string(),
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        let positions: Vec<u64> = positions.iter().filter_map(|p| p.parse().ok()).collect();
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for position in &positions {
+            let _: () =
+                pipeline.hgetall(self.dead_letter_key(*position)).await.map_err(classify)?;
+        }
+        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
+        positions
+            .iter()
+            .zip(&hashes)
+            .map(|(position, hash)| {
+                parse_dead_letter(*position, hash).ok_or_else(|| {
+                    ReadModelError::Unexpected(anyhow::anyhow!(
+                        "dead letter {position}: malformed hash"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, ReadModelError> {
+        self.client.zcard(self.dead_letters_key()).await.map_err(classify)
+    }
+
+    async fn remove_dead_letter(&self, position: u64) -> Result<(), ReadModelError> {
+        let transaction = self.client.multi();
+        let _: () = transaction
+            .zrem(self.dead_letters_key(), position.to_string())
+            .await
+            .map_err(classify)?;
+        let _: () = transaction.del(self.dead_letter_key(position)).await.map_err(classify)?;
+        let _: () = transaction.exec(true).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn put_rebuild_lease(
+        &self,
+        generation: u32,
+        lease: &RebuildLease,
+    ) -> Result<(), ReadModelError> {
+        let fields: Vec<(&str, String)> = vec![
+            ("owner", lease.owner.clone()),
+            ("expires_at", lease.expires_at.timestamp_millis().to_string()),
+        ];
+        self.client.hset(self.lease_key(generation), fields).await.map_err(classify)
+    }
+
+    async fn rebuild_lease(&self, generation: u32) -> Result<Option<RebuildLease>, ReadModelError> {
+        let hash: HashMap<String, String> =
+            self.client.hgetall(self.lease_key(generation)).await.map_err(classify)?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let expires_at = hash
+            .get("expires_at")
+            .and_then(|ms| ms.parse().ok())
+            .and_then(DateTime::from_timestamp_millis)
+            // Unreadable: treated as expired.
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        Ok(Some(RebuildLease { owner: hash.get("owner").cloned().unwrap_or_default(), expires_at }))
+    }
+}
+
+fn parse_dead_letter(position: u64, hash: &HashMap<String, String>) -> Option<DeadLetter> {
+    let get = |field: &str| hash.get(field).cloned().unwrap_or_default();
+    Some(DeadLetter {
+        position,
+        event_id: get("event_id"),
+        course_id: get("course_id"),
+        version: get("version").parse().ok()?,
+        reason: get("reason"),
+        recorded_at: DateTime::from_timestamp_millis(get("recorded_at").parse().ok()?)?,
+    })
 }
 
 #[cfg(test)]

@@ -83,6 +83,40 @@ pub async fn spawn_catalog(config: Config) -> Catalog {
     Catalog { config, metrics_port, port, channel, stop: Some(stop) }
 }
 
+/// A query-redis-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down
+/// at once: every task of the service stops where it is, as if its process were killed.
+pub struct Crashable {
+    pub catalog: Catalog,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Crashable {
+    pub fn crash(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+/// Starts query-redis-svc with `config` in a runtime of its own and waits until it serves.
+pub async fn spawn_crashable_catalog(config: Config) -> Crashable {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (ports, bound) = oneshot::channel();
+    let app_config = config.clone();
+    runtime.spawn(async move {
+        let app = Application::build(app_config).await.expect("query-redis-svc builds");
+        let _ = ports.send((app.port(), app.metrics_port()));
+        app.run_until_stopped(std::future::pending()).await
+    });
+    let (port, metrics_port) = bound.await.expect("built");
+    let channel =
+        Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy();
+    wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    Crashable { catalog: Catalog { config, metrics_port, port, channel, stop: None }, runtime }
+}
+
 /// command-svc publishing to a fresh exchange, and a catalog consuming it.
 pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
     let exchange = unique("test.events");
@@ -105,6 +139,37 @@ impl Catalog {
     /// The admin RPCs, as an operator.
     pub fn admin(&self) -> ProjectionAdminServiceClient<InterceptedService<Channel, Credential>> {
         ProjectionAdminServiceClient::with_interceptor(self.channel.clone(), operator())
+    }
+
+    /// The connection (health checks).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The current projection status.
+    pub async fn status(&self) -> v1::GetProjectionStatusResponse {
+        self.admin()
+            .get_projection_status(v1::GetProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+    }
+
+    /// Polls the status until `done` holds for it (at most [`WAIT`]).
+    pub async fn status_until(
+        &self,
+        what: &str,
+        done: impl Fn(&v1::GetProjectionStatusResponse) -> bool,
+    ) -> v1::GetProjectionStatusResponse {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The admin RPCs with no token.

@@ -2,6 +2,7 @@
 //! driven through their tonic clients.
 
 mod authorization;
+mod dead_letters;
 mod delivery;
 mod helpers;
 mod outage;
