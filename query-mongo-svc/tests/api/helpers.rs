@@ -53,6 +53,7 @@ pub struct QuerySetup {
     pub database: String,
     pub mongodb_uri: String,
     pub read_your_writes_timeout_ms: u64,
+    pub rebuild_lease_ms: u64,
 }
 
 impl QuerySetup {
@@ -64,6 +65,7 @@ impl QuerySetup {
             database: fresh_database(),
             mongodb_uri: mongo_uri(),
             read_your_writes_timeout_ms: 10_000,
+            rebuild_lease_ms: 30_000,
         }
     }
 }
@@ -154,21 +156,9 @@ impl Drop for QueryApp {
 /// Starts query-mongo-svc on port 0 and waits until it reports SERVING (consuming, and a
 /// generation built).
 pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
-    let config = Config {
-        mongodb_uri: setup.mongodb_uri.clone(),
-        mongodb_database: setup.database.clone(),
-        queue_name: setup.queue.clone(),
-        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        server: testkit::server_args(),
-        log_format: LogFormat::Text,
-        projection: ProjectionArgs {
-            read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
-            event_store_token: Some(testkit::service_token()),
-            ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
-        },
-        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-    };
-    let app = Application::build(config).await.expect("query-mongo-svc builds");
+    let app = Application::build(query_config(event_store_url, &setup))
+        .await
+        .expect("query-mongo-svc builds");
 
     let url = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -178,6 +168,79 @@ pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
     let channel = Channel::from_shared(url).expect("uri").connect_lazy();
     wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
     QueryApp { setup, channel, stop: Some(stop_tx), task: Some(task) }
+}
+
+/// A query-mongo-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down at
+/// once: every task of the service stops where it is, as if its process were killed.
+pub struct Crashable {
+    pub query: QueryApp,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Crashable {
+    pub fn crash(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+/// [`spawn_query`] in a runtime of its own.
+pub async fn spawn_crashable_query(event_store_url: &str, setup: QuerySetup) -> Crashable {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (bound, port) = oneshot::channel();
+    let config = query_config(event_store_url, &setup);
+    runtime.spawn(async move {
+        let app = Application::build(config).await.expect("query-mongo-svc builds");
+        let _ = bound.send(app.port());
+        app.run_until_stopped(std::future::pending()).await
+    });
+    let url = format!("http://127.0.0.1:{}", port.await.expect("built"));
+    let channel = Channel::from_shared(url).expect("uri").connect_lazy();
+    wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
+    Crashable { query: QueryApp { setup, channel, stop: None, task: None }, runtime }
+}
+
+fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {
+    Config {
+        mongodb_uri: setup.mongodb_uri.clone(),
+        mongodb_database: setup.database.clone(),
+        queue_name: setup.queue.clone(),
+        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
+        server: testkit::server_args(),
+        log_format: LogFormat::Text,
+        projection: ProjectionArgs {
+            read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
+            rebuild_lease_ms: setup.rebuild_lease_ms,
+            event_store_token: Some(testkit::service_token()),
+            ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
+        },
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+    }
+}
+
+/// Polls the projection status until `done` holds for it (two minutes at most).
+pub async fn status_until(
+    query: &QueryApp,
+    what: &str,
+    done: impl Fn(&v1::GetProjectionStatusResponse) -> bool,
+) -> v1::GetProjectionStatusResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = query
+            .admin()
+            .get_projection_status(v1::GetProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        if done(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// command-svc and one query service on its exchange.

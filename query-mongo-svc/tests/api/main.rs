@@ -4,6 +4,7 @@
 
 mod authorization;
 mod courses;
+mod dead_letters;
 mod helpers;
 mod people;
 mod projection;
