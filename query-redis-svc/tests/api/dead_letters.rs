@@ -267,3 +267,42 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     }
     drop(black_hole);
 }
+
+#[tokio::test]
+async fn a_build_over_a_store_holding_an_event_that_cannot_be_applied_finishes_and_records_it() {
+    let exchange = unique("test.events");
+    let command = spawn_command_svc(&exchange).await;
+    let id = command
+        .commands()
+        .create_course(as_user(Uuid::now_v7(), create_request(0)))
+        .await
+        .expect("create")
+        .into_inner()
+        .course_id;
+    command
+        .tamper(&format!(
+            "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, \
+             payload, metadata, occurred_at) \
+             SELECT gen_random_uuid(), stream_id, 2, event_type, schema_version, payload, \
+             metadata, now() FROM events WHERE stream_id = '{id}' AND version = 1"
+        ))
+        .await;
+    let poison = position_of(&command, &id, 2).await;
+
+    // On an exchange nobody publishes to, the only way to the event is the first build's
+    // replay of the store: it finishes (the catalog serves) with the event recorded.
+    let catalog = spawn_catalog(config(&command, &unique("test.silent"))).await;
+    let status = catalog.status_until("built", |s| s.active_generation == 1).await;
+    assert!(status.applied_position >= poison);
+    assert_eq!((status.degraded, status.dead_letter_count), (true, 1));
+    assert_eq!(catalog.course_at(&id, 1).await.version, 1);
+    let letters = catalog
+        .admin()
+        .list_dead_letters(v1::ListDeadLettersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .dead_letters;
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].global_position, letters[0].version), (poison, 2));
+}
