@@ -103,8 +103,8 @@ impl DeadLetter {
     }
 }
 
-/// Records `letter` and marks its position applied in every generation being written; returns
-/// the active generation's watermark. Waiters are told, so `min_position` reads move on.
+/// Records `letter` and marks its position applied in every generation being written. Waiters
+/// are told, so `min_position` reads move on.
 pub async fn record<M: ReadModel>(
     projector: &Projector<M>,
     letter: &DeadLetter,
