@@ -32,8 +32,9 @@ test: services tools ## every test: unit, integration (real servers), walkthroug
 fmt: ## format the code
 	cargo fmt --all
 
-lint: ## formatting and clippy, warnings are errors
+lint: ## formatting, clippy (warnings are errors), no unused dependency
 	cargo fmt --all -- --check
+	scripts/unused-deps.py
 	cargo clippy --workspace --all-targets -- -D warnings
 
 bench: services ## release build, private mesh, then command/relay/read-your-writes figures (bench/)

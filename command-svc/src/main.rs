@@ -13,23 +13,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_service("command-svc", cli.config.log_format);
-    let result = match cli.command.unwrap_or(Action::Serve) {
-        Action::Serve => match Application::build(cli.config).await {
-            Ok(app) => app.run_until_stopped(shutdown_signal()).await,
-            Err(err) => Err(err),
-        },
-        Action::Migrate => EventStore::migrate_url(&cli.config.database_url).await,
-        Action::Token(token) => token
-            .mint(cli.config.server.auth.auth_jwt_secret.as_deref())
-            .map(|token| println!("{token}")),
-    };
-    telemetry::shutdown();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("command-svc: {err:#}");
-            ExitCode::FAILURE
+    telemetry::run_process("command-svc", cli.config.log_format, async move {
+        match cli.command.unwrap_or(Action::Serve) {
+            Action::Serve => {
+                Application::build(cli.config).await?.run_until_stopped(shutdown_signal()).await
+            }
+            Action::Migrate => EventStore::migrate_url(&cli.config.database_url).await,
+            Action::Token(token) => token
+                .mint(cli.config.server.auth.auth_jwt_secret.as_deref())
+                .map(|token| println!("{token}")),
         }
-    }
+    })
+    .await
 }

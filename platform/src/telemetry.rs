@@ -4,6 +4,8 @@
 //! (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, ...); with no
 //! endpoint nothing is exported and nothing fails.
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use opentelemetry::global;
@@ -87,5 +89,24 @@ pub fn shutdown() {
         && let Err(err) = provider.shutdown()
     {
         eprintln!("flushing traces failed: {err}");
+    }
+}
+
+/// The life of a service process: installs telemetry for `service`, runs `work`, flushes
+/// traces, and turns the outcome into the exit code (an error is printed with its causes).
+pub async fn run_process(
+    service: &str,
+    format: LogFormat,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    init_service(service, format);
+    let result = work.await;
+    shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{service}: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -28,6 +28,7 @@ pub use decode::{DecodeError, decode_body, from_envelope};
 pub use progress::{Applied, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};
 pub use read_model::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
+pub mod host;
 pub mod runtime;
 
 /// The event-store client of a projection: it sends the service's own credential.
