@@ -248,3 +248,50 @@ async fn retry_one<M: ReadModel>(
         Err(err) => Ok(Some(err.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(position: u64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: "e".into(),
+            course_id: "c".into(),
+            version: 3,
+            global_position: position,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_envelope_that_does_not_convert_is_recorded_with_its_own_fields() {
+        let body = prost::Message::encode_to_vec(&envelope(42));
+        let letter = DeadLetter::of_message(&body, |_| None, "bad payload").expect("recorded");
+        assert_eq!((letter.position, letter.version), (42, 3));
+        assert_eq!((letter.event_id.as_str(), letter.course_id.as_str()), ("e", "c"));
+        assert_eq!(letter.reason, "bad payload");
+    }
+
+    #[test]
+    fn a_body_that_does_not_decode_is_recorded_from_its_headers() {
+        let header = |name: &str| match name {
+            "global_position" => Some("7".to_owned()),
+            "course_id" => Some("c".to_owned()),
+            "version" => Some("2".to_owned()),
+            _ => None,
+        };
+        let letter =
+            DeadLetter::of_message(b"\xff\xfe not protobuf", header, "garbage").expect("recorded");
+        assert_eq!((letter.position, letter.version, letter.course_id.as_str()), (7, 2, "c"));
+        assert!(letter.event_id.is_empty());
+    }
+
+    #[test]
+    fn without_a_global_position_nothing_is_recorded() {
+        assert_eq!(DeadLetter::of_message(b"\xff\xfe", |_| None, "garbage"), None);
+        let body = prost::Message::encode_to_vec(&envelope(0));
+        assert_eq!(DeadLetter::of_message(&body, |_| None, "no position"), None);
+        let bad = |_: &str| Some("not a number".to_owned());
+        assert_eq!(DeadLetter::of_message(b"\xff", bad, "garbage"), None);
+    }
+}

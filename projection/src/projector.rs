@@ -317,7 +317,9 @@ impl<M: ReadModel> Projector<M> {
                             events.push((*index, event.global_position));
                         }
                         Err(err) => {
-                            tracing::error!(error = %err, course_id = %course.course_id, "event does not fit the stored course");
+                            // WARN: retried; what is finally given up on is logged at ERROR when it is
+                            // dead-lettered.
+                            tracing::warn!(error = %err, course_id = %course.course_id, "event does not fit the stored course");
                             for (index, _) in &chain[at..] {
                                 if let Some(index) = index {
                                     pass.failed.push((*index, ProjectError::Fold(err.clone())));
