@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Development-only secret shared by the services and the token minting in the walkthrough.
 export AUTH_JWT_SECRET ?= dev-secret-change-me-0123456789
 
-.PHONY: help build run stop test fmt lint bench services tools sdk proto-check proto-baseline k8s-validate
+.PHONY: help build run stop audit test fmt lint bench services tools sdk proto-check proto-baseline k8s-validate
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -25,6 +25,9 @@ run: services tools build ## bring the whole mesh up in the background and print
 
 stop: ## stop what `make run` started
 	scripts/mesh.sh stop
+
+audit: ## compare both read models of `make run` with the event store; non-zero exit when anything differs
+	scripts/audit.sh
 
 test: services tools ## every test: unit, integration (real servers), walkthrough, contracts, SDKs, manifests
 	scripts/test.sh

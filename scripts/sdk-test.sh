@@ -2,7 +2,8 @@
 # Proves each client SDK against a live mesh: generates the SDKs, starts a PRIVATE mesh
 # (scripts/mesh.sh with free ports, a fresh PostgreSQL database, its own exchange, queues, Redis
 # key prefix and MongoDB database), runs the Python, TypeScript and Rust walkthrough examples and
-# checks the JSON summary each prints as its last line (as seen by BOTH query services). Stops the
+# checks the JSON summary each prints as its last line (as seen by BOTH query services), then
+# audits both read models against the event store (scripts/audit.sh, `make audit`). Stops the
 # mesh and removes everything it created on exit.
 #
 #   AUTH_JWT_SECRET=... scripts/sdk-test.sh            (make test runs it)
@@ -147,6 +148,13 @@ for lang in $langs; do
     *) echo "unknown SDK language: $lang" >&2; exit 2 ;;
   esac
 done
+
+# `make audit` on what the examples wrote: both read models agree with the event store.
+log "== make audit (scripts/audit.sh) against this mesh"
+if ! scripts/audit.sh; then
+  failed=$((failed + 1))
+  echo "AUDIT FAILED: a read model differs from the event store, or the audit could not run" >&2
+fi
 
 echo "sdk: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,6 +1,8 @@
-//! First command on a course a replica has never seen: a long stream (tens of thousands of
-//! events) against a fresh course. The cold replica is a second command-svc on the same
-//! database whose memory holds neither course.
+//! First command on a course a replica has never seen: long streams (tens of thousands of
+//! events each) against fresh courses. The cold replica is a second command-svc on the same
+//! database whose memory holds none of them. One sample is noise on a shared machine, so
+//! several long and fresh courses are measured, alternating which goes first, and the medians
+//! are compared.
 
 use std::time::{Duration, Instant};
 
@@ -10,47 +12,67 @@ use tonic::transport::Channel;
 
 use crate::load::{Caller, Connections, active_course, comment};
 
-/// First-command latencies on the cold replica.
+/// First-command latencies on the cold replica (medians over the samples).
 pub struct ColdResult {
+    /// Events of the shortest long course.
     pub events: u64,
+    /// Samples per kind.
+    pub samples: usize,
     pub long: Duration,
     pub fresh: Duration,
 }
 
-/// Builds a course of about `events` events through `warm`, then times the first command on it
-/// and on a fresh course through `cold`.
+/// Builds `samples` courses of about `events` events each through `warm`, then times the
+/// first command on each and on as many fresh courses through `cold`.
 pub async fn run(
     warm: &Connections,
     cold: &Channel,
     secret: &str,
     clients: usize,
     events: u64,
+    samples: usize,
 ) -> anyhow::Result<ColdResult> {
+    let samples = samples.max(1);
     let instructor = Caller::new(secret)?;
     let callers: Vec<Caller> =
-        (0..clients).map(|_| Caller::new(secret)).collect::<Result<_, _>>()?;
-    let (long, start) = active_course(&mut warm.client(0), &instructor, &callers).await?;
-    let per_client = events.saturating_sub(start).div_ceil(clients as u64);
+        (0..clients.max(samples)).map(|_| Caller::new(secret)).collect::<Result<_, _>>()?;
+    // Caller n comments on long course n % samples, so each course has its own participants.
+    let mut long = Vec::with_capacity(samples);
+    let mut start = 0;
+    for course in 0..samples {
+        let members: Vec<Caller> = callers.iter().skip(course).step_by(samples).cloned().collect();
+        let (id, version) = active_course(&mut warm.client(course), &instructor, &members).await?;
+        start = version;
+        long.push(id);
+    }
+    let per_caller = (events.saturating_sub(start) * samples as u64).div_ceil(callers.len() as u64);
     let writers = callers.iter().enumerate().map(|(n, caller)| {
         let mut commands = warm.client(n);
         let caller = caller.clone();
-        let course = long.clone();
+        let course = long[n % samples].clone();
         async move {
             let mut version = 0;
-            for _ in 0..per_client {
+            for _ in 0..per_caller {
                 version = commands
                     .comment_course(caller.request(comment(&course)))
                     .await?
                     .into_inner()
                     .version;
             }
-            anyhow::Ok(version)
+            anyhow::Ok((n % samples, version))
         }
     });
-    let version = try_join_all(writers).await?.into_iter().max().unwrap_or(start);
-    let (fresh, _) = active_course(&mut warm.client(1), &instructor, &callers[..1]).await?;
+    let mut reached = vec![start; samples];
+    for (course, version) in try_join_all(writers).await? {
+        reached[course] = reached[course].max(version);
+    }
+    let mut fresh = Vec::with_capacity(samples);
+    for course in 0..samples {
+        let member = &callers[course..=course];
+        fresh.push(active_course(&mut warm.client(course), &instructor, member).await?.0);
+    }
 
-    let mut cold_commands = CourseCommandServiceClient::new(cold.clone());
+    let cold_commands = CourseCommandServiceClient::new(cold.clone());
     // Open the cold replica's database connections first: they are not what is measured.
     let warm_up = (0..16).map(|_| {
         let mut commands = cold_commands.clone();
@@ -58,11 +80,36 @@ pub async fn run(
         async move { active_course(&mut commands, &instructor, &[]).await }
     });
     try_join_all(warm_up).await?;
-    let t = Instant::now();
-    cold_commands.comment_course(callers[0].request(comment(&long))).await?;
-    let long_latency = t.elapsed();
-    let t = Instant::now();
-    cold_commands.comment_course(callers[0].request(comment(&fresh))).await?;
-    let fresh_latency = t.elapsed();
-    Ok(ColdResult { events: version, long: long_latency, fresh: fresh_latency })
+    let mut long_times = Vec::with_capacity(samples);
+    let mut fresh_times = Vec::with_capacity(samples);
+    for course in 0..samples {
+        let caller = &callers[course];
+        let time = |id: String| {
+            let request = caller.request(comment(&id));
+            let mut commands = cold_commands.clone();
+            async move {
+                let t = Instant::now();
+                commands.comment_course(request).await?;
+                anyhow::Ok(t.elapsed())
+            }
+        };
+        if course % 2 == 0 {
+            long_times.push(time(long[course].clone()).await?);
+            fresh_times.push(time(fresh[course].clone()).await?);
+        } else {
+            fresh_times.push(time(fresh[course].clone()).await?);
+            long_times.push(time(long[course].clone()).await?);
+        }
+    }
+    Ok(ColdResult {
+        events: reached.into_iter().min().unwrap_or(start),
+        samples,
+        long: median(long_times),
+        fresh: median(fresh_times),
+    })
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
 }

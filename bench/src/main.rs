@@ -79,6 +79,9 @@ struct Args {
     /// Events of the long course in the cold-start figure.
     #[arg(long, default_value_t = 50_000)]
     cold_events: u64,
+    /// Long (and fresh) courses measured in the cold-start figure; the medians are compared.
+    #[arg(long, default_value_t = 3)]
+    cold_samples: usize,
     /// Skip the read-model figures (sustained rate, drain, rebuild).
     #[arg(long)]
     skip_read_model: bool,
@@ -296,9 +299,12 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
 async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
     let warm = load::Connections::open(&args.command, args.connections).await?;
     let cold = Channel::from_shared(cold_url.to_owned())?.connect().await?;
-    let result = cold::run(&warm, &cold, &args.secret, args.clients, args.cold_events).await?;
+    let result =
+        cold::run(&warm, &cold, &args.secret, args.clients, args.cold_events, args.cold_samples)
+            .await?;
     println!(
-        "Cold replica, first command: {}-event course {:.1} ms, fresh course {:.1} ms ({:.2}x)",
+        "Cold replica, first command (median of {}): {}-event course {:.1} ms, fresh course {:.1} ms ({:.2}x)",
+        result.samples,
         result.events,
         result.long.as_secs_f64() * 1e3,
         result.fresh.as_secs_f64() * 1e3,

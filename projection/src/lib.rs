@@ -10,8 +10,10 @@
 //! * [`wait`]: read-your-writes by notification.
 //! * [`dead_letter`]: events that cannot be applied, recorded so that the watermark moves on.
 //! * [`lease`]: the owner and heartbeat of a rebuild, so that a crashed one is abandoned.
+//! * [`audit`]: the read model compared with the event store, course by course.
 
 mod args;
+pub mod audit;
 pub mod consumer;
 pub mod dead_letter;
 mod decode;

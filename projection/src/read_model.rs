@@ -1,8 +1,11 @@
 //! What a read model's storage must offer the projection.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::audit::AuditView;
 use crate::dead_letter::DeadLetter;
 use crate::fold::{Change, CourseSummary};
 use crate::lease::RebuildLease;
@@ -185,5 +188,26 @@ pub trait ReadModel: Clone + Send + Sync + 'static {
             Some(watermark) => Ok(watermark),
             None => self.watermark(generation).await,
         }
+    }
+
+    /// What `generation` holds of `course_id`, for the audit ([`crate::audit`]): the summary
+    /// and whatever else this storage keeps. `users` are the course's participants by the
+    /// event store; a storage with per-user indexes reports which of them (and of its own
+    /// participants) list the course. This default knows only the summary.
+    async fn audit_view(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+        users: &BTreeSet<Uuid>,
+    ) -> Result<Option<AuditView>, ReadModelError> {
+        let _ = users;
+        Ok(self.summary(generation, course_id).await?.map(AuditView::summary_only))
+    }
+
+    /// Every course `generation` lists, if the storage can list them cheaply (`None`: it
+    /// cannot; the audit then compares only the courses the store has).
+    async fn audit_course_ids(&self, generation: u32) -> Result<Option<Vec<Uuid>>, ReadModelError> {
+        let _ = generation;
+        Ok(None)
     }
 }

@@ -246,7 +246,7 @@ async fn read_pages(
 
 /// The events at positions `after + 1 ..= after + PAGE` (those that convert, and dead letters
 /// of those that do not), and whether the store ends there.
-async fn read_page(
+pub(crate) async fn read_page(
     mut events: crate::EventStoreClient,
     after: u64,
 ) -> Result<(Vec<StoredEvent>, Vec<DeadLetter>, bool), ProjectError> {

@@ -9,9 +9,10 @@ use course_proto::v1::projection_admin_service_server::{
     ProjectionAdminService, ProjectionAdminServiceServer,
 };
 use course_proto::v1::{
-    GetProjectionStatusRequest, GetProjectionStatusResponse, ListDeadLettersRequest,
-    ListDeadLettersResponse, RebuildReadModelRequest, RebuildReadModelResponse,
-    ReplayDeadLettersRequest, ReplayDeadLettersResponse,
+    AuditReadModelRequest, AuditReadModelResponse, GetProjectionStatusRequest,
+    GetProjectionStatusResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+    RebuildReadModelRequest, RebuildReadModelResponse, ReplayDeadLettersRequest,
+    ReplayDeadLettersResponse,
 };
 use messaging::{ConsumerTopology, Pool};
 use platform::auth::Credential;
@@ -445,6 +446,21 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
                 ))
             }
         }
+    }
+
+    async fn audit_read_model(
+        &self,
+        request: Request<AuditReadModelRequest>,
+    ) -> Result<Response<AuditReadModelResponse>, Status> {
+        let projector = &self.projector;
+        crate::audit::serve(
+            projector.model(),
+            projector.progress(),
+            self.events.clone(),
+            request.get_ref(),
+        )
+        .await
+        .map(Response::new)
     }
 }
 

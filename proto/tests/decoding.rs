@@ -52,6 +52,7 @@ fn every_request(bytes: &[u8]) -> Result<(), TestCaseError> {
         ReadAllRequest,
         GetProjectionStatusRequest,
         RebuildReadModelRequest,
+        AuditReadModelRequest,
         EventEnvelope,
     );
     Ok(())

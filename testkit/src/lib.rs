@@ -1,6 +1,11 @@
-//! Test support shared by the query services' end-to-end tests.
+//! The tests' shared vocabulary: services running in-process ([`Running`], [`CommandSvc`]),
+//! the command driver ([`driver`]), event-store readers ([`events`]), tokens and health waits,
+//! and a cuttable TCP proxy.
 
+pub mod driver;
+pub mod events;
 mod proxy;
+mod running;
 mod tamper;
 
 use std::time::Duration;
@@ -9,16 +14,16 @@ use command_svc::Application;
 use command_svc::config::Config;
 use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
 use course_proto::v1::event_store_service_client::EventStoreServiceClient;
+pub use driver::Commands;
+pub use events::{EventStore, EventStoreClient};
 use futures::StreamExt;
 use platform::auth::{AuthArgs, Credential, ROLE_OPERATOR, ROLE_SERVICE, mint_hs256_with_roles};
 use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
 pub use proxy::TcpProxy;
+pub use running::{Running, Shutdown};
 use sea_orm::{ConnectionTrait, Database};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Request;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -57,23 +62,10 @@ pub async fn fresh_database() -> String {
     format!("{base}/{name}")
 }
 
-/// A real command-svc running in this process.
-pub struct CommandSvc {
-    /// `http://127.0.0.1:<port>`, for EVENT_STORE_URL.
-    pub url: String,
-    /// Its configuration (database, exchange).
-    pub config: Config,
-    channel: Channel,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// Starts command-svc on port 0 with a fresh database, publishing to `exchange`.
-pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
-    platform::telemetry::init(LogFormat::Text);
-    let database_url = fresh_database().await;
-    let config = Config {
-        database_url,
+/// The configuration of a test command-svc on port 0: `database_url`, publishing to `exchange`.
+pub fn command_config(database_url: &str, exchange: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
         database_max_connections: 16,
         grpc_listen: "127.0.0.1:0".parse().expect("addr"),
         server: server_args(),
@@ -85,49 +77,67 @@ pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
         broker: messaging::BrokerArgs::new(&rabbitmq_url(), exchange),
         relay_batch_size: 500,
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-    };
+    }
+}
+
+/// A real command-svc running in this process.
+pub struct CommandSvc {
+    /// `http://127.0.0.1:<port>`, for EVENT_STORE_URL.
+    pub url: String,
+    /// Its configuration (database, exchange).
+    pub config: Config,
+    running: Running,
+}
+
+/// Starts command-svc on port 0 with a fresh database, publishing to `exchange`.
+pub async fn spawn_command_svc(exchange: &str) -> CommandSvc {
+    let config = command_config(&fresh_database().await, exchange);
+    start_command_svc(config).await
+}
+
+/// Starts command-svc with `config` and waits until it serves.
+pub async fn start_command_svc(config: Config) -> CommandSvc {
+    platform::telemetry::init(LogFormat::Text);
     let app = Application::build(config.clone()).await.expect("command-svc builds");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-    let channel = Channel::from_shared(url.clone()).expect("uri").connect_lazy();
-    let svc = CommandSvc { url, config, channel, stop: Some(stop_tx), task: Some(task) };
-    wait_for_health(&svc.channel, "course.v1.CourseCommandService", ServingStatus::Serving).await;
-    svc
+    let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
+    running.wait_for("course.v1.CourseCommandService", ServingStatus::Serving).await;
+    CommandSvc { url: running.url(), config, running }
 }
 
 impl CommandSvc {
     /// A command client.
     pub fn commands(&self) -> CourseCommandServiceClient<Channel> {
-        CourseCommandServiceClient::new(self.channel.clone())
+        CourseCommandServiceClient::new(self.channel())
     }
 
     /// An event store client with a service's credential.
-    pub fn event_store(&self) -> EventStoreServiceClient<InterceptedService<Channel, Credential>> {
+    pub fn event_store(&self) -> EventStoreClient {
         EventStoreServiceClient::with_interceptor(
-            self.channel.clone(),
+            self.channel(),
             Credential::Token(service_token()),
         )
     }
 
-    /// Graceful stop.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    /// A (lazily connecting) channel to it.
+    pub fn channel(&self) -> Channel {
+        self.running.channel()
+    }
+
+    /// Graceful stop; it must exit cleanly.
+    pub async fn stop(self) {
+        self.running.stop().await
     }
 }
 
-impl Drop for CommandSvc {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+impl Commands for CommandSvc {
+    fn commands(&self) -> CourseCommandServiceClient<Channel> {
+        CommandSvc::commands(self)
+    }
+}
+
+impl EventStore for CommandSvc {
+    fn event_store(&self) -> EventStoreClient {
+        CommandSvc::event_store(self)
     }
 }
 
@@ -157,6 +167,11 @@ pub fn operator_token() -> String {
         Duration::from_secs(600),
     )
     .expect("token")
+}
+
+/// An operator's credential, for clients that send it with every request.
+pub fn operator_credential() -> Credential {
+    Credential::Token(operator_token())
 }
 
 /// `message` with `token` as its bearer token.
@@ -209,6 +224,20 @@ pub async fn wait_for_health(channel: &Channel, service: &str, wanted: ServingSt
     tokio::time::timeout(Duration::from_secs(60), watch)
         .await
         .unwrap_or_else(|_| panic!("{service} never became {wanted:?}"));
+}
+
+/// Asserts that `result` failed with `code`; returns the status.
+pub fn assert_code<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+) -> tonic::Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
 }
 
 /// A free loopback port.

@@ -63,12 +63,12 @@ async fn refused_commands_in_a_batch_neither_fail_nor_reorder_the_accepted_ones(
     let joins = (0..12).map(|_| {
         let mut client = app.commands();
         let id = id.clone();
-        async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
+        async move { client.join_course(as_user(Uuid::now_v7(), join_request(&id))).await }
     });
     let instructor_joins = (0..4).map(|_| {
         let mut client = app.commands();
         let id = id.clone();
-        async move { client.join_course(as_user(instructor, join(&id))).await }
+        async move { client.join_course(as_user(instructor, join_request(&id))).await }
     });
     let stranger_comments = (0..4).map(|_| {
         let mut client = app.commands();
@@ -194,18 +194,18 @@ async fn another_replicas_append_inside_a_batch_only_sends_that_course_back_to_b
     let contested_join = {
         let mut client = app.commands();
         let contested = contested.clone();
-        tokio::spawn(
-            async move { client.join_course(as_user(Uuid::now_v7(), join(&contested))).await },
-        )
+        tokio::spawn(async move {
+            client.join_course(as_user(Uuid::now_v7(), join_request(&contested))).await
+        })
     };
     let other_joins: Vec<_> = others
         .iter()
         .flat_map(|id| std::iter::repeat_n(id.clone(), 2))
         .map(|id| {
             let mut client = app.commands();
-            tokio::spawn(
-                async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await },
-            )
+            tokio::spawn(async move {
+                client.join_course(as_user(Uuid::now_v7(), join_request(&id))).await
+            })
         })
         .collect();
     // The batch is blocked on the other replica's uncommitted row.
@@ -266,7 +266,10 @@ fn snapshot_config(database_url: &str) -> Config {
 async fn snapshotted_course(app: &TestApp, db: &DatabaseConnection) -> String {
     let id = open_course(app, Uuid::now_v7(), 0, false).await;
     for _ in 0..6 {
-        app.commands().join_course(as_user(Uuid::now_v7(), join(&id))).await.expect("joined");
+        app.commands()
+            .join_course(as_user(Uuid::now_v7(), join_request(&id)))
+            .await
+            .expect("joined");
     }
     wait_for(db, &format!("SELECT version FROM snapshots WHERE stream_id = '{id}'"), |v| {
         v.is_some_and(|v| v >= 5)
@@ -291,7 +294,7 @@ async fn a_restarted_service_decides_from_the_snapshot_and_the_events_after_it()
     .await;
     let app = app.restart().await;
     let status = assert_code(
-        app.commands().join_course(as_user(Uuid::now_v7(), join(&id))).await,
+        app.commands().join_course(as_user(Uuid::now_v7(), join_request(&id))).await,
         Code::FailedPrecondition,
     );
     assert!(status.message().contains("full"), "{}", status.message());
@@ -315,7 +318,7 @@ async fn a_snapshot_of_another_shape_is_ignored_and_replaced() {
     let app = app.restart().await;
     let joined = app
         .commands()
-        .join_course(as_user(Uuid::now_v7(), join(&id)))
+        .join_course(as_user(Uuid::now_v7(), join_request(&id)))
         .await
         .expect("rebuilt from events: no limit")
         .into_inner();
@@ -340,7 +343,7 @@ async fn a_refusal_on_a_replicas_stale_memory_is_decided_again_on_the_stored_sta
     let id = open_course(&first, instructor, 0, true).await;
     let user = Uuid::now_v7();
     // The user joins through the other replica: the first one's memory does not know it.
-    second.commands().join_course(as_user(user, join(&id))).await.expect("joined");
+    second.commands().join_course(as_user(user, join_request(&id))).await.expect("joined");
     let comment = v1::CommentCourseRequest {
         course_id: id.clone(),
         text: "Hello".into(),

@@ -69,11 +69,19 @@ async fn the_whole_course_story_runs_through_every_command() {
         .into_inner();
     assert_eq!(r.version, 5);
     assert_eq!(
-        c.join_course(as_user(alice, join(&id))).await.expect("alice joins").into_inner().version,
+        c.join_course(as_user(alice, join_request(&id)))
+            .await
+            .expect("alice joins")
+            .into_inner()
+            .version,
         6
     );
     assert_eq!(
-        c.join_course(as_user(bob, join(&id))).await.expect("bob joins").into_inner().version,
+        c.join_course(as_user(bob, join_request(&id)))
+            .await
+            .expect("bob joins")
+            .into_inner()
+            .version,
         7
     );
     let r = c
@@ -270,7 +278,7 @@ async fn an_unknown_course_is_not_found() {
     let app = spawn_app().await;
     let status = assert_code(
         app.commands()
-            .join_course(as_user(Uuid::now_v7(), join(&Uuid::now_v7().to_string())))
+            .join_course(as_user(Uuid::now_v7(), join_request(&Uuid::now_v7().to_string())))
             .await,
         Code::NotFound,
     );
@@ -300,7 +308,7 @@ async fn a_broken_rule_is_a_failed_precondition_that_names_the_rule() {
     let instructor = Uuid::now_v7();
     let id = create_course(&app, instructor, 0).await;
     let status = assert_code(
-        app.commands().join_course(as_user(Uuid::now_v7(), join(&id))).await,
+        app.commands().join_course(as_user(Uuid::now_v7(), join_request(&id))).await,
         Code::FailedPrecondition,
     );
     assert!(status.message().contains("presenting or active"), "{}", status.message());

@@ -13,7 +13,7 @@ async fn a_storm_of_200_joins_fills_a_course_of_10_exactly() {
     let calls = (0..200).map(|_| {
         let mut client = app.commands();
         let id = id.clone();
-        async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
+        async move { client.join_course(as_user(Uuid::now_v7(), join_request(&id))).await }
     });
     let results = join_all(calls).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -33,7 +33,7 @@ async fn concurrent_joins_without_expected_version_all_succeed() {
     let calls = (0..40).map(|_| {
         let mut client = app.commands();
         let id = id.clone();
-        async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
+        async move { client.join_course(as_user(Uuid::now_v7(), join_request(&id))).await }
     });
     let results = join_all(calls).await;
     assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
@@ -51,7 +51,7 @@ async fn two_replicas_on_one_database_never_lose_a_join() {
     let calls = (0..40).map(|i| {
         let mut client = if i % 2 == 0 { app.commands() } else { second.commands() };
         let id = id.clone();
-        async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
+        async move { client.join_course(as_user(Uuid::now_v7(), join_request(&id))).await }
     });
     let results = join_all(calls).await;
     assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));

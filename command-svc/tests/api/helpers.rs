@@ -1,51 +1,34 @@
-//! `spawn_app()`: a real command-svc on port 0 against its own fresh PostgreSQL database.
+//! `spawn_app()`: a real command-svc on port 0 against its own fresh PostgreSQL database,
+//! driven with testkit's vocabulary (commands in `testkit::driver`, reads in `testkit::events`).
 
-use std::net::SocketAddr;
-
-pub use testkit::{SECRET, admin_url, as_user, fresh_database, rabbitmq_url};
+pub use testkit::driver::{create_request, join_request, open_course};
+pub use testkit::events::collect;
+pub use testkit::{SECRET, admin_url, as_user, assert_code, fresh_database, rabbitmq_url, unique};
 
 use command_svc::Application;
 use command_svc::config::Config;
+use course_proto::v1::EventEnvelope;
 use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
 use course_proto::v1::event_store_service_client::EventStoreServiceClient;
-use course_proto::v1::{self, EventEnvelope};
-use futures::StreamExt;
+use platform::auth::Credential;
 use platform::telemetry::LogFormat;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::Status;
-use tonic::service::interceptor::InterceptedService;
+use testkit::{Commands, EventStore, EventStoreClient, Running, ServingStatus};
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
 
 /// A configuration with its own exchange, on `database_url`.
 pub fn config(database_url: &str) -> Config {
     Config {
-        database_url: database_url.to_owned(),
-        database_max_connections: 16,
-        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        server: testkit::server_args(),
-        log_format: LogFormat::Text,
-        event_store_read_connections: 4,
-        max_follow_streams: 64,
-        follow_idle_timeout_secs: 300,
-        batching: Default::default(),
-        broker: messaging::BrokerArgs::new(
-            &rabbitmq_url(),
-            &format!("test.events.{}", Uuid::new_v4().simple()),
-        ),
         relay_batch_size: 200,
-        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..testkit::command_config(database_url, &unique("test.events"))
     }
 }
 
+/// A command-svc of this process, or a handle to one in a child process.
 pub struct TestApp {
     pub database_url: String,
     pub config: Config,
-    channel: Channel,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    running: Running,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -62,52 +45,37 @@ pub async fn spawn_app_on(config: Config) -> TestApp {
 
 /// A client-only handle to a server that runs elsewhere (a child process).
 pub fn connect(addr: &str, config: Config) -> TestApp {
-    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-    TestApp { database_url: config.database_url.clone(), config, channel, stop: None, task: None }
+    let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port");
+    TestApp { database_url: config.database_url.clone(), config, running: Running::remote(port) }
 }
 
 /// Starts the app without waiting for readiness.
 pub async fn spawn_unready(config: Config) -> TestApp {
     platform::telemetry::init(LogFormat::Text);
-    let database_url = config.database_url.clone();
     let app = Application::build(config.clone()).await.expect("app builds");
-    let addr: SocketAddr = format!("127.0.0.1:{}", app.port()).parse().expect("addr");
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-    TestApp { database_url, config, channel, stop: Some(stop_tx), task: Some(task) }
+    let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
+    TestApp { database_url: config.database_url.clone(), config, running }
 }
 
 impl TestApp {
     pub fn commands(&self) -> CourseCommandServiceClient<Channel> {
-        CourseCommandServiceClient::new(self.channel.clone())
+        Commands::commands(self)
     }
 
     /// An event store client with a service's credential.
-    pub fn event_store(
-        &self,
-    ) -> EventStoreServiceClient<InterceptedService<Channel, platform::auth::Credential>> {
-        EventStoreServiceClient::with_interceptor(
-            self.channel.clone(),
-            platform::auth::Credential::Token(testkit::service_token()),
-        )
+    pub fn event_store(&self) -> EventStoreClient {
+        EventStore::event_store(self)
     }
 
     /// An event store client without a credential, or with `token`.
-    pub fn event_store_as(
-        &self,
-        token: Option<String>,
-    ) -> EventStoreServiceClient<InterceptedService<Channel, platform::auth::Credential>> {
-        let credential =
-            token.map_or(platform::auth::Credential::None, platform::auth::Credential::Token);
-        EventStoreServiceClient::with_interceptor(self.channel.clone(), credential)
+    pub fn event_store_as(&self, token: Option<String>) -> EventStoreClient {
+        let credential = token.map_or(Credential::None, Credential::Token);
+        EventStoreServiceClient::with_interceptor(self.channel(), credential)
     }
 
     /// The raw channel (for calls no generated client makes).
     pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        self.running.channel()
     }
 
     /// Waits until the command service's health reports `wanted`.
@@ -117,17 +85,12 @@ impl TestApp {
 
     /// Waits (through the health Watch stream) until `service` reports `wanted`.
     pub async fn wait_for_service_health(&self, service: &str, wanted: ServingStatus) {
-        testkit::wait_for_health(&self.channel, service, wanted).await
+        self.running.wait_for(service, wanted).await
     }
 
     /// Graceful stop: resolves when the server has drained.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("app task").expect("app ran cleanly");
-        }
+    pub async fn stop(self) {
+        self.running.stop().await
     }
 
     /// Stops this instance and starts a new one with the same configuration.
@@ -139,104 +102,28 @@ impl TestApp {
 
     /// All events of one course through ReadStream.
     pub async fn stream(&self, course_id: &str) -> Vec<EventEnvelope> {
-        let response = self
-            .event_store()
-            .read_stream(v1::ReadStreamRequest {
-                course_id: course_id.to_owned(),
-                from_version: 0,
-                max_count: 0,
-            })
-            .await
-            .expect("read stream");
-        collect(response.into_inner()).await
+        testkit::events::stream(self, course_id).await
     }
 
     /// Every sequenced event, in global order, through ReadAll.
     pub async fn all(&self, from_position: u64) -> Vec<EventEnvelope> {
-        let response = self
-            .event_store()
-            .read_all(v1::ReadAllRequest { from_position, max_count: 0, follow: false })
-            .await
-            .expect("read all");
-        let mut stream = response.into_inner();
-        let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            out.push(item.expect("event").event.expect("envelope"));
-        }
-        out
+        testkit::events::all(self, from_position).await
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+impl Commands for TestApp {
+    fn commands(&self) -> CourseCommandServiceClient<Channel> {
+        CourseCommandServiceClient::new(self.channel())
     }
 }
 
-pub async fn collect(mut stream: tonic::Streaming<v1::ReadStreamResponse>) -> Vec<EventEnvelope> {
-    let mut out = Vec::new();
-    while let Some(item) = stream.next().await {
-        out.push(item.expect("event").event.expect("envelope"));
-    }
-    out
-}
-
-pub fn create_request(max_participants: u32) -> v1::CreateCourseRequest {
-    v1::CreateCourseRequest {
-        command_id: None,
-        title: "Event sourcing in Rust".into(),
-        description: "Aggregates, projections and the outbox".into(),
-        category: "Programming".into(),
-        max_participants,
-        expected_version: None,
+impl EventStore for TestApp {
+    fn event_store(&self) -> EventStoreClient {
+        self.event_store_as(Some(testkit::service_token()))
     }
 }
 
-/// Creates a course as `instructor` and returns its id.
+/// Creates a course (with [`create_request`]) as `instructor` and returns its id.
 pub async fn create_course(app: &TestApp, instructor: Uuid, max_participants: u32) -> String {
-    app.commands()
-        .create_course(as_user(instructor, create_request(max_participants)))
-        .await
-        .expect("course created")
-        .into_inner()
-        .course_id
-}
-
-/// Creates a course and moves it to Presenting (or Active when `activate`).
-pub async fn open_course(app: &TestApp, instructor: Uuid, max: u32, activate: bool) -> String {
-    let id = create_course(app, instructor, max).await;
-    let mut commands = app.commands();
-    commands
-        .present_course(as_user(
-            instructor,
-            v1::PresentCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("presented");
-    if activate {
-        commands
-            .activate_course(as_user(
-                instructor,
-                v1::ActivateCourseRequest { course_id: id.clone(), ..Default::default() },
-            ))
-            .await
-            .expect("activated");
-    }
-    id
-}
-
-pub fn join(course_id: &str) -> v1::JoinCourseRequest {
-    v1::JoinCourseRequest { course_id: course_id.to_owned(), ..Default::default() }
-}
-
-pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
+    testkit::driver::create_course(app, instructor, create_request(max_participants)).await
 }

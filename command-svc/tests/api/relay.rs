@@ -40,7 +40,7 @@ fn join_calls<'a>(
     (0..joins).map(move |i| {
         let mut client = apps[i % apps.len()].commands();
         let id = ids[i % ids.len()].clone();
-        async move { client.join_course(as_user(Uuid::now_v7(), join(&id))).await }
+        async move { client.join_course(as_user(Uuid::now_v7(), join_request(&id))).await }
     })
 }
 

@@ -111,7 +111,7 @@ async fn refused_commands_write_no_error_line() {
     let missing = Uuid::now_v7().to_string();
     let course = open_course(&app, instructor, 1, false).await;
     let mut commands = app.commands();
-    commands.join_course(as_user(alice, join(&course))).await.expect("alice joins");
+    commands.join_course(as_user(alice, join_request(&course))).await.expect("alice joins");
     let title = |text: &str, command_id: &str| v1::ChangeCourseTitleRequest {
         course_id: course.clone(),
         title: text.into(),
@@ -130,11 +130,20 @@ async fn refused_commands_write_no_error_line() {
     };
     let present = v1::PresentCourseRequest { course_id: course.clone(), ..Default::default() };
     let refusals = [
-        (Code::FailedPrecondition, code(commands.join_course(as_user(alice, join(&course))).await)),
-        (Code::FailedPrecondition, code(commands.join_course(as_user(bob, join(&course))).await)),
-        (Code::NotFound, code(commands.join_course(as_user(alice, join(&missing))).await)),
-        (Code::InvalidArgument, code(commands.join_course(as_user(alice, join("x"))).await)),
-        (Code::Unauthenticated, code(commands.join_course(join(&course)).await)),
+        (
+            Code::FailedPrecondition,
+            code(commands.join_course(as_user(alice, join_request(&course))).await),
+        ),
+        (
+            Code::FailedPrecondition,
+            code(commands.join_course(as_user(bob, join_request(&course))).await),
+        ),
+        (Code::NotFound, code(commands.join_course(as_user(alice, join_request(&missing))).await)),
+        (
+            Code::InvalidArgument,
+            code(commands.join_course(as_user(alice, join_request("x"))).await),
+        ),
+        (Code::Unauthenticated, code(commands.join_course(join_request(&course)).await)),
         (Code::PermissionDenied, code(commands.present_course(as_user(alice, present)).await)),
         (Code::Aborted, code(commands.leave_course(as_user(alice, stale)).await)),
         (

@@ -1,9 +1,12 @@
 //! [`ReadModel`] on MongoDB: version-guarded single-document writes, a compare-and-set
 //! watermark, and generations as sets of collections.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
+use projection::audit::{AuditSection, AuditView};
 use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary};
 use projection::lease::RebuildLease;
@@ -372,6 +375,76 @@ impl ReadModel for MongoReadModel {
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .unwrap_or_default(),
         }))
+    }
+
+    /// The whole course document (summary, participants, sections) and the number of its
+    /// comment documents. MongoDB keeps no per-user index: enrolments are read from the
+    /// participants.
+    async fn audit_view(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+        _users: &BTreeSet<Uuid>,
+    ) -> Result<Option<AuditView>, ReadModelError> {
+        let g = self.generation(generation);
+        let (course, comments) = tokio::try_join!(
+            async {
+                g.courses.find_one(doc! { "_id": course_id.to_string() }).await.map_err(classify)
+            },
+            async {
+                g.comments
+                    .count_documents(doc! { "course_id": course_id.to_string() })
+                    .await
+                    .map_err(classify)
+            },
+        )?;
+        let Some(course) = course else { return Ok(None) };
+        let summary = course.summary().map_err(unexpected)?;
+        let participants = course
+            .participants
+            .iter()
+            .map(|p| Uuid::parse_str(&p.user_id).map_err(unexpected))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let mut sections = course
+            .sections
+            .iter()
+            .map(|s| {
+                Ok(AuditSection {
+                    section_id: Uuid::parse_str(&s.section_id).map_err(unexpected)?,
+                    position: u32::try_from(s.position).map_err(unexpected)?,
+                    title: s.title.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ReadModelError>>()?;
+        sections.sort_by_key(|s| s.position);
+        Ok(Some(AuditView {
+            summary,
+            participants: Some(participants),
+            sections: Some(sections),
+            comments: Some(comments),
+            enrolled: None,
+        }))
+    }
+
+    /// Every course document's id.
+    async fn audit_course_ids(&self, generation: u32) -> Result<Option<Vec<Uuid>>, ReadModelError> {
+        let ids: Vec<Document> = self
+            .generation(generation)
+            .courses
+            .clone_with_type::<Document>()
+            .find(doc! {})
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(classify)?
+            .try_collect()
+            .await
+            .map_err(classify)?;
+        Ok(Some(
+            ids.iter()
+                .filter_map(|d| d.get_str("_id").ok())
+                .filter_map(|id| Uuid::parse_str(id).ok())
+                .collect(),
+        ))
     }
 }
 

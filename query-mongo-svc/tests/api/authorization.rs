@@ -104,4 +104,14 @@ async fn documents_and_comments_answer_each_kind_of_caller_as_the_table_says() {
     }
     assert_eq!(code(admin.list_dead_letters(as_operator(list())).await), Code::Ok);
     assert_eq!(code(admin.replay_dead_letters(as_operator(replay())).await), Code::Ok);
+
+    let audit = v1::AuditReadModelRequest::default;
+    assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
+    for token in [&user, &service] {
+        assert_eq!(
+            code(admin.audit_read_model(with_token(token, audit())).await),
+            Code::PermissionDenied
+        );
+    }
+    assert_eq!(code(admin.audit_read_model(as_operator(audit())).await), Code::Ok);
 }

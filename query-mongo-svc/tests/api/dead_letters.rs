@@ -18,7 +18,7 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     let (command, query) = (&env.command, &env.query);
     let id = create(command, Uuid::now_v7(), "Before", "Safety").await;
     details(query, &id, 1).await;
-    wait_for_health(query.channel(), DEGRADED, ServingStatus::Serving).await;
+    wait_for_health(&query.channel(), DEGRADED, ServingStatus::Serving).await;
 
     // A second CourseCreated as version 2, written straight into the store: sequenced and
     // published like any event, but it never fits the course (nor does it in a rebuild).
@@ -34,11 +34,11 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
 
     // The watermark moves past it: a read that waits for its position answers.
     assert_eq!(stats(query, poison).await.total_courses, 1);
-    let status = status_until(query, "degraded", |s| s.degraded).await;
+    let status = query.status_until("degraded", |s| s.degraded).await;
     assert_eq!(status.dead_letter_count, 1);
     assert!(status.applied_position >= poison);
-    wait_for_health(query.channel(), DEGRADED, ServingStatus::NotServing).await;
-    wait_for_health(query.channel(), "course.v1.CourseQueryService", ServingStatus::Serving).await;
+    wait_for_health(&query.channel(), DEGRADED, ServingStatus::NotServing).await;
+    wait_for_health(&query.channel(), "course.v1.CourseQueryService", ServingStatus::Serving).await;
     let letters = query
         .admin()
         .list_dead_letters(v1::ListDeadLettersRequest::default())
@@ -59,7 +59,7 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
         .expect("the rebuild finishes")
         .into_inner()
         .generation;
-    let status = status_until(query, "switched", |s| s.building_generation == 0).await;
+    let status = query.status_until("switched", |s| s.building_generation == 0).await;
     assert_eq!(status.active_generation, generation);
     assert!(status.applied_position >= poison);
     assert_eq!((status.degraded, status.dead_letter_count), (true, 1));
@@ -79,9 +79,9 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
         .into_inner();
     assert_eq!((replay.replayed, replay.still_failing), (1, 0));
     assert_eq!(details(query, &id, 2).await.title, "Repaired");
-    let status = status_until(query, "whole again", |s| !s.degraded).await;
+    let status = query.status_until("whole again", |s| !s.degraded).await;
     assert_eq!(status.dead_letter_count, 0);
-    wait_for_health(query.channel(), DEGRADED, ServingStatus::Serving).await;
+    wait_for_health(&query.channel(), DEGRADED, ServingStatus::Serving).await;
     env.finish().await;
 }
 
@@ -98,7 +98,7 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
 
     // The first instance builds generation 1, then dies.
     let first = spawn_crashable_query(&command.url, instance()).await;
-    status_until(&first.query, "built", |s| s.active_generation == 1).await;
+    first.query.status_until("built", |s| s.active_generation == 1).await;
     first.crash();
 
     // The second one rebuilds from an event store that accepts connections and never answers,
@@ -126,10 +126,11 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
 
     // A new instance abandons the orphaned rebuild once its lease has expired ...
     let survivor = spawn_query(&command.url, instance()).await;
-    status_until(&survivor, "orphaned rebuild abandoned", |s| {
-        s.building_generation == 0 && s.active_generation == 1
-    })
-    .await;
+    survivor
+        .status_until("orphaned rebuild abandoned", |s| {
+            s.building_generation == 0 && s.active_generation == 1
+        })
+        .await;
     // ... and a new rebuild succeeds (numbered past the abandoned one).
     let rebuilt = survivor
         .admin()

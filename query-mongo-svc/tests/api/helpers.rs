@@ -2,28 +2,22 @@
 //! query-mongo-svc (own queue and Mongo database) in this process, driven by their tonic
 //! clients.
 
-use std::time::Duration;
-
+use course_proto::v1;
 use course_proto::v1::course_query_service_client::CourseQueryServiceClient;
-use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
-use course_proto::v1::{self, EventEnvelope};
-use futures::StreamExt;
 use platform::auth::Credential;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_mongo_svc::Application;
 use query_mongo_svc::config::Config;
 use query_mongo_svc::store::MongoReadModel;
-use testkit::{CommandSvc, ServingStatus, as_user, unique, wait_for_health};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+pub use testkit::assert_code;
+pub use testkit::driver::{activate, add_section, comment, complete, join, leave, present};
+pub use testkit::events::{events_until, position_of, stream};
+use testkit::{CommandSvc, Running, ServingStatus, unique};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-fn operator() -> Credential {
-    Credential::Token(testkit::operator_token())
-}
-use tonic::{Code, Status};
+use tonic::Status;
 use uuid::Uuid;
 
 /// MongoDB for the tests (`TEST_MONGODB_URI`).
@@ -70,47 +64,34 @@ impl QuerySetup {
     }
 }
 
-/// A query-mongo-svc running in this process.
+/// A query-mongo-svc running in this process (the admin RPCs and health waits come from
+/// [`Running`]).
 pub struct QueryApp {
     pub setup: QuerySetup,
-    channel: Channel,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    running: Running,
+}
+
+impl std::ops::Deref for QueryApp {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
 }
 
 impl QueryApp {
     /// A client that sends an operator's token unless a request carries its own.
     pub fn client(&self) -> CourseQueryServiceClient<InterceptedService<Channel, Credential>> {
-        CourseQueryServiceClient::with_interceptor(self.channel.clone(), operator())
+        CourseQueryServiceClient::with_interceptor(self.channel(), testkit::operator_credential())
     }
 
     /// A client that sends no token unless a request carries its own.
     pub fn anonymous(&self) -> CourseQueryServiceClient<Channel> {
-        CourseQueryServiceClient::new(self.channel.clone())
-    }
-
-    /// The admin RPCs, as an operator.
-    pub fn admin(&self) -> ProjectionAdminServiceClient<InterceptedService<Channel, Credential>> {
-        ProjectionAdminServiceClient::with_interceptor(self.channel.clone(), operator())
-    }
-
-    /// The admin RPCs with no token.
-    pub fn anonymous_admin(&self) -> ProjectionAdminServiceClient<Channel> {
-        ProjectionAdminServiceClient::new(self.channel.clone())
-    }
-
-    pub fn channel(&self) -> &Channel {
-        &self.channel
+        CourseQueryServiceClient::new(self.channel())
     }
 
     /// Graceful stop; the server must exit cleanly.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("query task").expect("query-mongo-svc ran cleanly");
-        }
+    pub async fn stop(self) {
+        self.running.stop().await
     }
 
     /// Stops cleanly, then removes what the test created (see [`remove_resources`]).
@@ -145,29 +126,15 @@ pub async fn remove_resources(setup: &QuerySetup) {
     }
 }
 
-impl Drop for QueryApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// Starts query-mongo-svc on port 0 and waits until it reports SERVING (consuming, and a
 /// generation built).
 pub async fn spawn_query(event_store_url: &str, setup: QuerySetup) -> QueryApp {
     let app = Application::build(query_config(event_store_url, &setup))
         .await
         .expect("query-mongo-svc builds");
-
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-    let channel = Channel::from_shared(url).expect("uri").connect_lazy();
-    wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
-    QueryApp { setup, channel, stop: Some(stop_tx), task: Some(task) }
+    let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
+    running.wait_for("course.v1.CourseQueryService", ServingStatus::Serving).await;
+    QueryApp { setup, running }
 }
 
 /// A query-mongo-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down at
@@ -190,17 +157,16 @@ pub async fn spawn_crashable_query(event_store_url: &str, setup: QuerySetup) -> 
         .enable_all()
         .build()
         .expect("runtime");
-    let (bound, port) = oneshot::channel();
+    let (bound, port) = tokio::sync::oneshot::channel();
     let config = query_config(event_store_url, &setup);
     runtime.spawn(async move {
         let app = Application::build(config).await.expect("query-mongo-svc builds");
         let _ = bound.send(app.port());
         app.run_until_stopped(std::future::pending()).await
     });
-    let url = format!("http://127.0.0.1:{}", port.await.expect("built"));
-    let channel = Channel::from_shared(url).expect("uri").connect_lazy();
-    wait_for_health(&channel, "course.v1.CourseQueryService", ServingStatus::Serving).await;
-    Crashable { query: QueryApp { setup, channel, stop: None, task: None }, runtime }
+    let running = Running::remote(port.await.expect("built"));
+    running.wait_for("course.v1.CourseQueryService", ServingStatus::Serving).await;
+    Crashable { query: QueryApp { setup, running }, runtime }
 }
 
 fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {
@@ -218,28 +184,6 @@ fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {
             ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
         },
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-    }
-}
-
-/// Polls the projection status until `done` holds for it (two minutes at most).
-pub async fn status_until(
-    query: &QueryApp,
-    what: &str,
-    done: impl Fn(&v1::GetProjectionStatusResponse) -> bool,
-) -> v1::GetProjectionStatusResponse {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = query
-            .admin()
-            .get_projection_status(v1::GetProjectionStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner();
-        if done(&status) {
-            return status;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -286,168 +230,14 @@ pub async fn create_full(
     description: &str,
     category: &str,
 ) -> String {
-    env.commands()
-        .create_course(as_user(
-            instructor,
-            v1::CreateCourseRequest {
-                title: title.into(),
-                description: description.into(),
-                category: category.into(),
-                max_participants: 0,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("course created")
-        .into_inner()
-        .course_id
-}
-
-pub async fn present(env: &CommandSvc, instructor: Uuid, course_id: &str) -> u64 {
-    env.commands()
-        .present_course(as_user(
-            instructor,
-            v1::PresentCourseRequest { course_id: course_id.into(), ..Default::default() },
-        ))
-        .await
-        .expect("presented")
-        .into_inner()
-        .version
-}
-
-pub async fn activate(env: &CommandSvc, instructor: Uuid, course_id: &str) -> u64 {
-    env.commands()
-        .activate_course(as_user(
-            instructor,
-            v1::ActivateCourseRequest { course_id: course_id.into(), ..Default::default() },
-        ))
-        .await
-        .expect("activated")
-        .into_inner()
-        .version
-}
-
-pub async fn complete(env: &CommandSvc, instructor: Uuid, course_id: &str) -> u64 {
-    env.commands()
-        .complete_course(as_user(
-            instructor,
-            v1::CompleteCourseRequest { course_id: course_id.into(), ..Default::default() },
-        ))
-        .await
-        .expect("completed")
-        .into_inner()
-        .version
-}
-
-pub async fn join(env: &CommandSvc, user: Uuid, course_id: &str) -> u64 {
-    env.commands()
-        .join_course(as_user(
-            user,
-            v1::JoinCourseRequest { course_id: course_id.into(), ..Default::default() },
-        ))
-        .await
-        .expect("joined")
-        .into_inner()
-        .version
-}
-
-pub async fn leave(env: &CommandSvc, user: Uuid, course_id: &str) -> u64 {
-    env.commands()
-        .leave_course(as_user(
-            user,
-            v1::LeaveCourseRequest { course_id: course_id.into(), ..Default::default() },
-        ))
-        .await
-        .expect("left")
-        .into_inner()
-        .version
-}
-
-/// Posts a comment; returns (version, comment id).
-pub async fn comment(env: &CommandSvc, user: Uuid, course_id: &str, text: &str) -> (u64, String) {
-    let response = env
-        .commands()
-        .comment_course(as_user(
-            user,
-            v1::CommentCourseRequest {
-                course_id: course_id.into(),
-                text: text.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("commented")
-        .into_inner();
-    (response.version, response.comment_id)
-}
-
-pub async fn add_section(env: &CommandSvc, instructor: Uuid, course_id: &str, title: &str) -> u64 {
-    env.commands()
-        .add_section(as_user(
-            instructor,
-            v1::AddSectionRequest {
-                course_id: course_id.into(),
-                title: title.into(),
-                description: format!("About {title}"),
-                video_url: format!("https://videos.example/{}.mp4", title.replace(' ', "-")),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("section added")
-        .into_inner()
-        .version
-}
-
-// ---- the event store ----------------------------------------------------------------------
-
-/// Every event up to and including (course_id, version), once it is sequenced (followed
-/// through ReadAll, so there is no polling).
-pub async fn events_until(env: &CommandSvc, course_id: &str, version: u64) -> Vec<EventEnvelope> {
-    let read = async {
-        let mut stream = env
-            .event_store()
-            .read_all(v1::ReadAllRequest { from_position: 0, max_count: 0, follow: true })
-            .await
-            .expect("read all")
-            .into_inner();
-        let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            let envelope = item.expect("event").event.expect("envelope");
-            let last = envelope.course_id == course_id && envelope.version == version;
-            out.push(envelope);
-            if last {
-                return out;
-            }
-        }
-        panic!("ReadAll ended before {course_id} v{version}");
+    let request = v1::CreateCourseRequest {
+        title: title.into(),
+        description: description.into(),
+        category: category.into(),
+        max_participants: 0,
+        ..Default::default()
     };
-    tokio::time::timeout(Duration::from_secs(30), read).await.expect("event sequenced in time")
-}
-
-/// The global position of (course_id, version): a `min_position` that covers it and
-/// everything committed before it.
-pub async fn position_of(env: &CommandSvc, course_id: &str, version: u64) -> u64 {
-    events_until(env, course_id, version).await.last().map(|e| e.global_position).unwrap_or(0)
-}
-
-/// Every event of a course.
-pub async fn stream(env: &CommandSvc, course_id: &str) -> Vec<EventEnvelope> {
-    let mut stream = env
-        .event_store()
-        .read_stream(v1::ReadStreamRequest {
-            course_id: course_id.into(),
-            from_version: 0,
-            max_count: 0,
-        })
-        .await
-        .expect("read stream")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(item) = stream.next().await {
-        out.push(item.expect("event").event.expect("envelope"));
-    }
-    out
+    testkit::driver::create_course(env, instructor, request).await
 }
 
 // ---- reads --------------------------------------------------------------------------------
@@ -552,17 +342,6 @@ pub async fn dump(query: &QueryApp, course_ids: &[String], min_position: u64) ->
     Dump { courses, comments, search, stats }
 }
 
-/// Asserts the gRPC code.
-pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
 /// The fields named by a status's `google.rpc.BadRequest`.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt;
@@ -575,24 +354,4 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .collect();
     fields.sort();
     fields
-}
-
-/// Waits until a rebuild into `generation` has switched readers over (the projection status
-/// is polled: the switch has no notification of its own).
-pub async fn wait_for_switch(query: &QueryApp, generation: u32) {
-    let poll = async {
-        loop {
-            let status = query
-                .admin()
-                .get_projection_status(v1::GetProjectionStatusRequest {})
-                .await
-                .expect("status")
-                .into_inner();
-            if status.active_generation == generation && status.building_generation == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), poll).await.expect("rebuild switched over");
 }

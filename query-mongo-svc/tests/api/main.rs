@@ -2,6 +2,7 @@
 //! query-mongo-svc (RabbitMQ consumer, MongoDB read model) in this process, driven through
 //! their tonic clients. Each test has its own exchange, queue and databases.
 
+mod audit;
 mod authorization;
 mod courses;
 mod dead_letters;

@@ -82,7 +82,7 @@ async fn duplicated_and_reversed_deliveries_leave_the_state_of_one_in_order_deli
         .expect("rebuild")
         .into_inner()
         .generation;
-    wait_for_switch(&env.query, generation).await;
+    env.query.wait_for_switch(generation).await;
     assert_eq!(details(&env.query, &id, last).await, shuffled);
     assert_eq!(comments_all(&env.query, &id, 10, last).await.0, shuffled_comments);
     assert_eq!(stats(&env.query, position).await.total_comments, 1);
@@ -239,7 +239,7 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
         .generation;
     assert_eq!(generation, 2);
     keep_flowing(&mut sent_rx, before).await;
-    wait_for_switch(&rebuilt, generation).await;
+    rebuilt.wait_for_switch(generation).await;
     // ...and one from nothing: the operator stops the service, flushes its database and starts
     // it again; it builds from the event store while the commands keep coming.
     let setup = rebuilt.setup.clone();
@@ -249,7 +249,7 @@ async fn rebuilding_while_commands_keep_flowing_yields_the_live_built_data() {
     let before = *sent_rx.borrow();
     let rebuilt = spawn_query(&command.url, setup).await;
     keep_flowing(&mut sent_rx, before).await;
-    wait_for_switch(&rebuilt, 1).await;
+    rebuilt.wait_for_switch(1).await;
 
     stop.store(true, Ordering::Relaxed);
     let sent = traffic.await.expect("traffic");

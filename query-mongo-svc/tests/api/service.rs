@@ -12,7 +12,7 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 use course_proto::v1;
-use testkit::{TcpProxy, unique, wait_for_health};
+use testkit::{TcpProxy, unique};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -105,7 +105,7 @@ async fn while_mongodb_is_unreachable_reads_are_unavailable_and_events_wait_for_
         Code::Unavailable,
     );
     assert!(!status.message().contains("127.0.0.1"), "no internal detail: {}", status.message());
-    wait_for_health(query.channel(), "", ServingStatus::NotServing).await;
+    query.wait_for("", ServingStatus::NotServing).await;
     // A command during the outage: the consumer holds the event until MongoDB is back.
     let version = command
         .commands()
@@ -123,7 +123,7 @@ async fn while_mongodb_is_unreachable_reads_are_unavailable_and_events_wait_for_
         .version;
 
     proxy.restore();
-    wait_for_health(query.channel(), "", ServingStatus::Serving).await;
+    query.wait_for("", ServingStatus::Serving).await;
     assert_eq!(details(&query, &id, version).await.title, "After the outage");
     query.finish().await;
     command.stop().await;

@@ -25,7 +25,7 @@
 
 mod scripts;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ use fred::prelude::{
 use fred::types::config::TcpConfig;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
+use projection::audit::AuditView;
 use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary};
 use projection::lease::RebuildLease;
@@ -252,6 +253,17 @@ impl RedisReadModel {
         args.extend(["LIMIT".to_owned(), "0".to_owned(), limit.to_string()]);
         self.client
             .custom(CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false), args)
+            .await
+            .map_err(classify)
+    }
+
+    /// Every member of a zset, in order.
+    async fn all_members(&self, key: &str) -> Result<Vec<String>, ReadModelError> {
+        self.client
+            .custom(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                vec![key.to_owned(), "0".to_owned(), "-1".to_owned()],
+            )
             .await
             .map_err(classify)
     }
@@ -603,6 +615,8 @@ impl ReadModel for RedisReadModel {
         Ok(watermark)
     }
 
+    /// The summary, the participant set, and which users' own enrolment index lists the
+    /// course (of the users the store names and the stored participants).
     async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), ReadModelError> {
         let fields: Vec<(&str, String)> = vec![
             ("event_id", letter.event_id.clone()),
@@ -715,6 +729,51 @@ impl ReadModel for RedisReadModel {
             // Unreadable: treated as expired.
             .unwrap_or(DateTime::UNIX_EPOCH);
         Ok(Some(RebuildLease { owner: hash.get("owner").cloned().unwrap_or_default(), expires_at }))
+    }
+
+    async fn audit_view(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+        users: &BTreeSet<Uuid>,
+    ) -> Result<Option<AuditView>, ReadModelError> {
+        let participants_key = self.key(generation, &format!("course:{course_id}:participants"));
+        let (summary, members) = tokio::try_join!(
+            self.summary(generation, course_id),
+            self.all_members(&participants_key),
+        )?;
+        let Some(summary) = summary else { return Ok(None) };
+        let participants: BTreeSet<Uuid> =
+            members.iter().filter_map(|m| Joined::parse(m)).map(|j| j.id).collect();
+        let candidates: Vec<Uuid> = users.union(&participants).copied().collect();
+        let mut enrolled = BTreeSet::new();
+        if !candidates.is_empty() {
+            let pipeline = self.client.pipeline();
+            for user in &candidates {
+                let _: () = pipeline
+                    .hexists(
+                        self.key(generation, &format!("user:{user}:joined")),
+                        course_id.to_string(),
+                    )
+                    .await
+                    .map_err(classify)?;
+            }
+            let listed: Vec<bool> = pipeline.all().await.map_err(classify)?;
+            enrolled.extend(candidates.iter().zip(listed).filter(|(_, l)| *l).map(|(u, _)| *u));
+        }
+        Ok(Some(AuditView {
+            summary,
+            participants: Some(participants),
+            sections: None,
+            comments: None,
+            enrolled: Some(enrolled),
+        }))
+    }
+
+    /// The ids in the `idx:all` index.
+    async fn audit_course_ids(&self, generation: u32) -> Result<Option<Vec<Uuid>>, ReadModelError> {
+        let ids = self.all_members(&self.key(generation, "idx:all")).await?;
+        Ok(Some(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect()))
     }
 }
 

@@ -25,7 +25,7 @@ async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
         .course_id;
     present(&command, instructor, &id).await;
     let version =
-        c.join_course(as_user(alice, join(&id))).await.expect("join").into_inner().version;
+        c.join_course(as_user(alice, join_request(&id))).await.expect("join").into_inner().version;
     catalog.course_at(&id, version).await;
     let mut q = catalog.anonymous();
 
@@ -121,6 +121,16 @@ async fn the_admin_rpcs_are_for_operators_only() {
     assert_eq!(code(admin.get_projection_status(as_operator(status())).await), Code::Ok);
     assert_eq!(code(admin.list_dead_letters(as_operator(list())).await), Code::Ok);
     assert_eq!(code(admin.replay_dead_letters(as_operator(replay())).await), Code::Ok);
+
+    let audit = v1::AuditReadModelRequest::default;
+    assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
+    for token in [testkit::token(Uuid::now_v7()), testkit::service_token()] {
+        assert_eq!(
+            code(admin.audit_read_model(with_token(&token, audit())).await),
+            Code::PermissionDenied
+        );
+    }
+    assert_eq!(code(admin.audit_read_model(as_operator(audit())).await), Code::Ok);
 }
 
 #[tokio::test]

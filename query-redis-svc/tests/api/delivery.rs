@@ -145,13 +145,7 @@ async fn reversed_then_duplicated(
     }
     publish(silent, &reversed).await;
     publish(silent, &events).await;
-    let marker = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let marker = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     reference.course_at(&marker, 1).await;
     publish(silent, &events_of(command, &marker, 1).await).await;
     fed.course_at(&marker, 1).await; // everything published before it has been handled
@@ -304,13 +298,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_event_still_applies() {
     let dead = dead.expect("delivery").expect("ok");
     assert_eq!(dead.data, b"\xff\xfe definitely not protobuf");
 
-    let id = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     let good = events_of(&command, &id, 1).await;
     publish(&silent, &good).await;
     assert_eq!(fed.course_at(&id, 1).await.course_id, id);

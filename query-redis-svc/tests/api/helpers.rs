@@ -2,21 +2,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use course_proto::v1::catalog_query_service_client::CatalogQueryServiceClient;
-use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
 use course_proto::v1::{self, CourseSummary};
 use platform::auth::Credential;
 use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_redis_svc::Application;
 use query_redis_svc::config::Config;
-use testkit::{CommandSvc, ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
-use tokio::sync::oneshot;
+pub use testkit::driver::{create_course, create_request, join, join_request, leave, present};
+use testkit::{CommandSvc, Running, ServingStatus, as_user, spawn_command_svc, unique};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-fn operator() -> Credential {
-    Credential::Token(testkit::operator_token())
-}
 use uuid::Uuid;
 
 pub fn redis_url() -> String {
@@ -52,35 +48,29 @@ pub fn batched_config(command: &CommandSvc, exchange: &str, size: u16, linger_ms
     config
 }
 
+/// A query-redis-svc running in this process (the admin RPCs and health waits come from
+/// [`Running`]).
 pub struct Catalog {
     pub config: Config,
     pub metrics_port: u16,
     pub port: u16,
-    channel: Channel,
-    stop: Option<oneshot::Sender<()>>,
+    running: Running,
 }
 
-impl Drop for Catalog {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+impl std::ops::Deref for Catalog {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
     }
 }
 
 /// Starts query-redis-svc with `config` and waits until it serves.
 pub async fn spawn_catalog(config: Config) -> Catalog {
     let app = Application::build(config.clone()).await.expect("query-redis-svc builds");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let metrics_port = app.metrics_port();
-    let port = app.port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(url).expect("uri").connect_lazy();
-    wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
-    Catalog { config, metrics_port, port, channel, stop: Some(stop) }
+    let (port, metrics_port) = (app.port(), app.metrics_port());
+    let running = Running::start(port, |shutdown| app.run_until_stopped(shutdown));
+    running.wait_for("course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    Catalog { config, metrics_port, port, running }
 }
 
 /// A query-redis-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down
@@ -103,7 +93,7 @@ pub async fn spawn_crashable_catalog(config: Config) -> Crashable {
         .enable_all()
         .build()
         .expect("runtime");
-    let (ports, bound) = oneshot::channel();
+    let (ports, bound) = tokio::sync::oneshot::channel();
     let app_config = config.clone();
     runtime.spawn(async move {
         let app = Application::build(app_config).await.expect("query-redis-svc builds");
@@ -111,10 +101,9 @@ pub async fn spawn_crashable_catalog(config: Config) -> Crashable {
         app.run_until_stopped(std::future::pending()).await
     });
     let (port, metrics_port) = bound.await.expect("built");
-    let channel =
-        Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy();
-    wait_for_health(&channel, "course.v1.CatalogQueryService", ServingStatus::Serving).await;
-    Crashable { catalog: Catalog { config, metrics_port, port, channel, stop: None }, runtime }
+    let running = Running::remote(port);
+    running.wait_for("course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    Crashable { catalog: Catalog { config, metrics_port, port, running }, runtime }
 }
 
 /// command-svc publishing to a fresh exchange, and a catalog consuming it.
@@ -128,53 +117,12 @@ pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
 impl Catalog {
     /// A client that sends an operator's token unless a request carries its own.
     pub fn client(&self) -> CatalogQueryServiceClient<InterceptedService<Channel, Credential>> {
-        CatalogQueryServiceClient::with_interceptor(self.channel.clone(), operator())
+        CatalogQueryServiceClient::with_interceptor(self.channel(), testkit::operator_credential())
     }
 
     /// A client that sends no token unless a request carries its own.
     pub fn anonymous(&self) -> CatalogQueryServiceClient<Channel> {
-        CatalogQueryServiceClient::new(self.channel.clone())
-    }
-
-    /// The admin RPCs, as an operator.
-    pub fn admin(&self) -> ProjectionAdminServiceClient<InterceptedService<Channel, Credential>> {
-        ProjectionAdminServiceClient::with_interceptor(self.channel.clone(), operator())
-    }
-
-    /// The connection (health checks).
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
-    }
-
-    /// The current projection status.
-    pub async fn status(&self) -> v1::GetProjectionStatusResponse {
-        self.admin()
-            .get_projection_status(v1::GetProjectionStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner()
-    }
-
-    /// Polls the status until `done` holds for it (at most [`WAIT`]).
-    pub async fn status_until(
-        &self,
-        what: &str,
-        done: impl Fn(&v1::GetProjectionStatusResponse) -> bool,
-    ) -> v1::GetProjectionStatusResponse {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = self.status().await;
-            if done(&status) {
-                return status;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The admin RPCs with no token.
-    pub fn anonymous_admin(&self) -> ProjectionAdminServiceClient<Channel> {
-        ProjectionAdminServiceClient::new(self.channel.clone())
+        CatalogQueryServiceClient::new(self.channel())
     }
 
     /// The course once the catalog has applied `version` of it.
@@ -291,66 +239,23 @@ pub struct Snapshot {
 
 /// A small mixed workload; returns (course id, final version) of each course.
 pub async fn workload(command: &CommandSvc, courses: usize, users: usize) -> Vec<(String, u64)> {
-    let mut c = command.commands();
     let instructor = Uuid::now_v7();
     let members: Vec<Uuid> = (0..users).map(|_| Uuid::now_v7()).collect();
     let mut out = Vec::new();
     for i in 0..courses {
         let mut request = create_request(0);
         request.title = format!("Course {i}");
-        let id = c
-            .create_course(as_user(instructor, request))
-            .await
-            .expect("create")
-            .into_inner()
-            .course_id;
+        let id = create_course(command, instructor, request).await;
         let mut version = present(command, instructor, &id).await;
         for (n, user) in members.iter().enumerate().filter(|(n, _)| n % (i + 1) == 0) {
-            version =
-                c.join_course(as_user(*user, join(&id))).await.expect("join").into_inner().version;
+            version = join(command, *user, &id).await;
             if n % 3 == 0 {
-                version = c
-                    .leave_course(as_user(
-                        *user,
-                        v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
-                    ))
-                    .await
-                    .expect("leave")
-                    .into_inner()
-                    .version;
+                version = leave(command, *user, &id).await;
             }
         }
         out.push((id, version));
     }
     out
-}
-
-pub async fn present(command: &CommandSvc, instructor: Uuid, id: &str) -> u64 {
-    command
-        .commands()
-        .present_course(as_user(
-            instructor,
-            v1::PresentCourseRequest { course_id: id.to_owned(), ..Default::default() },
-        ))
-        .await
-        .expect("present")
-        .into_inner()
-        .version
-}
-
-pub fn create_request(max_participants: u32) -> v1::CreateCourseRequest {
-    v1::CreateCourseRequest {
-        command_id: None,
-        title: "Event sourcing in Rust".into(),
-        description: "Aggregates, projections and the outbox".into(),
-        category: "Programming".into(),
-        max_participants,
-        expected_version: None,
-    }
-}
-
-pub fn join(course_id: &str) -> v1::JoinCourseRequest {
-    v1::JoinCourseRequest { course_id: course_id.to_owned(), ..Default::default() }
 }
 
 pub const WAIT: Duration = Duration::from_secs(60);

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real command-svc (with its relay), RabbitMQ, Redis and query-redis-svc,
 //! driven through their tonic clients.
 
+mod audit;
 mod authorization;
 mod dead_letters;
 mod delivery;

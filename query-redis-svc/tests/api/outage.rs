@@ -1,5 +1,5 @@
 use course_proto::v1;
-use testkit::{ServingStatus, TcpProxy, as_user, spawn_command_svc, unique, wait_for_health};
+use testkit::{ServingStatus, TcpProxy, spawn_command_svc, unique, wait_for_health};
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -19,13 +19,7 @@ async fn the_catalog_reconnects_to_redis_and_rabbitmq_by_itself_after_an_outage(
     cfg.projection.read_your_writes_timeout_ms = 30_000;
     let catalog = spawn_catalog(cfg).await;
     let instructor = Uuid::now_v7();
-    let id = command
-        .commands()
-        .create_course(as_user(instructor, create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = testkit::driver::create_course(&command, instructor, create_request(0)).await;
     catalog.course_at(&id, 1).await;
 
     redis.cut();

@@ -57,8 +57,8 @@ async fn every_use_case_shows_up_in_every_catalog_rpc() {
     .await
     .expect("section");
     present(&command, instructor, &id).await;
-    c.join_course(as_user(alice, join(&id))).await.expect("alice");
-    c.join_course(as_user(bob, join(&id))).await.expect("bob");
+    c.join_course(as_user(alice, join_request(&id))).await.expect("alice");
+    c.join_course(as_user(bob, join_request(&id))).await.expect("bob");
     c.activate_course(as_user(
         instructor,
         v1::ActivateCourseRequest { course_id: id.clone(), ..Default::default() },
@@ -178,15 +178,7 @@ async fn list_courses_pages_newest_first_with_a_stable_cursor() {
     for i in 0..7 {
         let mut request = create_request(0);
         request.title = format!("Course {i}");
-        ids.push(
-            command
-                .commands()
-                .create_course(as_user(instructor, request))
-                .await
-                .expect("create")
-                .into_inner()
-                .course_id,
-        );
+        ids.push(testkit::driver::create_course(&command, instructor, request).await);
     }
     catalog.course_at(ids.last().expect("id"), 1).await;
     let mut seen = Vec::new();
@@ -224,20 +216,18 @@ async fn list_courses_pages_newest_first_with_a_stable_cursor() {
 async fn a_joiner_reading_with_the_returned_version_always_sees_themselves() {
     let (command, catalog) = spawn_mesh().await;
     let instructor = Uuid::now_v7();
-    let id = command
-        .commands()
-        .create_course(as_user(instructor, create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = testkit::driver::create_course(&command, instructor, create_request(0)).await;
     present(&command, instructor, &id).await;
     let mut c = command.commands();
     let mut q = catalog.client();
     for attempt in 0..200 {
         let user = Uuid::now_v7();
-        let version =
-            c.join_course(as_user(user, join(&id))).await.expect("join").into_inner().version;
+        let version = c
+            .join_course(as_user(user, join_request(&id)))
+            .await
+            .expect("join")
+            .into_inner()
+            .version;
         let course = q
             .get_course(v1::GetCourseRequest { course_id: id.clone(), min_version: Some(version) })
             .await

@@ -2,7 +2,6 @@ use std::collections::HashSet;
 
 use opentelemetry::trace::{TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use testkit::as_user;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
@@ -23,13 +22,7 @@ async fn a_command_and_its_projection_share_one_trace_across_the_bus() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let (command, catalog) = spawn_mesh().await;
-    let id = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     catalog.course_at(&id, 1).await;
     provider.force_flush().expect("flush");
 
@@ -52,13 +45,7 @@ async fn a_command_and_its_projection_share_one_trace_across_the_bus() {
 #[tokio::test]
 async fn metrics_are_served_in_the_prometheus_format() {
     let (command, catalog) = spawn_mesh().await;
-    let id = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     catalog.course_at(&id, 1).await;
     let body = scrape(catalog.metrics_port).await;
     for metric in [

@@ -1,0 +1,143 @@
+//! A service running in this process: started on port 0, stopped gracefully.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
+use platform::auth::Credential;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::{ServingStatus, wait_for_health};
+
+/// The shutdown signal a service's `run_until_stopped` receives.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A running service. Dropping it asks it to stop; [`Running::stop`] waits for a clean exit.
+pub struct Running {
+    port: u16,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Runs `run(shutdown)` (a service's `run_until_stopped`) for a service bound to `port`.
+    pub fn start<F>(port: u16, run: impl FnOnce(Shutdown) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(Box::pin(async move {
+            let _ = stopped.await;
+        })));
+        Self { port, channel: channel(port), stop: Some(stop), task: Some(task) }
+    }
+
+    /// A client-only handle to a service that runs elsewhere (a child process).
+    pub fn remote(port: u16) -> Self {
+        Self { port, channel: channel(port), stop: None, task: None }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A (lazily connecting) channel to it.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The admin RPCs of a query service, as an operator.
+    pub fn admin(&self) -> ProjectionAdminServiceClient<InterceptedService<Channel, Credential>> {
+        ProjectionAdminServiceClient::with_interceptor(self.channel(), crate::operator_credential())
+    }
+
+    /// The admin RPCs with no token.
+    pub fn anonymous_admin(&self) -> ProjectionAdminServiceClient<Channel> {
+        ProjectionAdminServiceClient::new(self.channel())
+    }
+
+    /// Waits until a rebuild into `generation` has switched readers over (the projection
+    /// status is polled: the switch has no notification of its own); 120 s at most.
+    pub async fn wait_for_switch(&self, generation: u32) {
+        let poll = async {
+            loop {
+                let status = self
+                    .admin()
+                    .get_projection_status(course_proto::v1::GetProjectionStatusRequest {})
+                    .await
+                    .expect("status")
+                    .into_inner();
+                if status.active_generation == generation && status.building_generation == 0 {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), poll)
+            .await
+            .expect("rebuild switched over");
+    }
+
+    /// The projection status of a query service.
+    pub async fn status(&self) -> course_proto::v1::GetProjectionStatusResponse {
+        self.admin()
+            .get_projection_status(course_proto::v1::GetProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+    }
+
+    /// Polls the projection status until `done` holds for it; 120 s at most.
+    pub async fn status_until(
+        &self,
+        what: &str,
+        done: impl Fn(&course_proto::v1::GetProjectionStatusResponse) -> bool,
+    ) -> course_proto::v1::GetProjectionStatusResponse {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until its health reports `wanted` for `service`.
+    pub async fn wait_for(&self, service: &str, wanted: ServingStatus) {
+        wait_for_health(&self.channel, service, wanted).await
+    }
+
+    /// Graceful stop: resolves when the service has drained; it must exit cleanly.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("service task").expect("service ran cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy()
+}
