@@ -109,6 +109,23 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
         .into_inner();
     assert_eq!((replay.replayed, replay.still_failing), (0, 1));
 
+    // The audit names the event it cannot use and leaves its course out, instead of failing.
+    let audit = || async {
+        catalog
+            .admin()
+            .audit_read_model(v1::AuditReadModelRequest::default())
+            .await
+            .expect("the audit runs over a store holding a poison event")
+            .into_inner()
+    };
+    let report = audit().await;
+    assert_eq!(report.difference_count, 0, "{report:?}");
+    assert_eq!(report.unauditable.len(), 1, "{report:?}");
+    assert_eq!(
+        (report.unauditable[0].global_position, report.unauditable[0].course_id.as_str()),
+        (poison, id.as_str())
+    );
+
     // The operator repairs the stored event; a replay applies it and the read model is whole.
     command
         .tamper(&format!(
@@ -127,6 +144,8 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     let status = catalog.status().await;
     assert_eq!((status.degraded, status.dead_letter_count), (false, 0));
     wait_for_health(&catalog.channel(), DEGRADED, ServingStatus::Serving).await;
+    let report = audit().await;
+    assert_eq!((report.difference_count, report.unauditable.len()), (0, 0), "{report:?}");
 }
 
 #[tokio::test]
