@@ -35,9 +35,11 @@ for target in "query-redis-svc $REDIS_QUERY_ADDR" "query-mongo-svc $MONGO_QUERY_
     + "\(n(.differenceCount)) differences",
     ((.differences // [])[] | "  DIFFERS \(.courseId) \(.field): store \(.expected // "" | @json), read model \(.actual // "" | @json)"),
     (if n(.differenceCount) > ((.differences // []) | length) then "  ... and \(n(.differenceCount) - (.differences | length)) more" else empty end),
-    ((.movedDuringAudit // [])[] | "  moved during the audit (not compared; audit again): \(.)")
+    ((.movedDuringAudit // [])[] | "  moved during the audit (not compared; audit again): \(.)"),
+    ((.unauditable // [])[] | "  UNAUDITABLE event at position \(n(.globalPosition)) (course \(.courseId // "unknown")): \(.reason); its course is left out (see ListDeadLetters)")
   ' <<<"$out"
   differences=$(jq -r '(.differenceCount // 0) | tonumber' <<<"$out")
-  if [ "$differences" != 0 ] && [ "$status" = 0 ]; then status=1; fi
+  unauditable=$(jq -r '(.unauditable // []) | length' <<<"$out")
+  if { [ "$differences" != 0 ] || [ "$unauditable" != 0 ]; } && [ "$status" = 0 ]; then status=1; fi
 done
 exit "$status"

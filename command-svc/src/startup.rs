@@ -96,6 +96,12 @@ impl Application {
         self.server.port()
     }
 
+    /// The pool `EventStoreService` reads on (its own: tests exhaust it to show that readers
+    /// cannot starve commands).
+    pub fn event_store_readers(&self) -> EventStore {
+        self.readers.clone()
+    }
+
     /// The port of the metrics endpoint.
     pub fn metrics_port(&self) -> u16 {
         self.metrics.local_addr().map(|a| a.port()).unwrap_or_default()

@@ -48,6 +48,11 @@ pub struct ProjectionArgs {
     /// when data exists (the current data stays served meanwhile).
     #[arg(long, env = "REBUILD_ON_START")]
     pub rebuild_on_start: bool,
+    /// How long a rebuild's lease lasts without renewal (milliseconds; renewed every third of
+    /// it). A building generation whose lease has expired is abandoned: its owner is gone.
+    /// Keep it well above the clock skew between replicas.
+    #[arg(long, env = "REBUILD_LEASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
+    pub rebuild_lease_ms: u64,
 }
 
 impl ProjectionArgs {
@@ -65,6 +70,7 @@ impl ProjectionArgs {
             event_store_token_file: None,
             read_your_writes_timeout_ms: 2000,
             rebuild_on_start: false,
+            rebuild_lease_ms: 30_000,
         }
     }
 
@@ -97,6 +103,7 @@ impl ProjectionArgs {
             event_store_url: self.event_store_url.clone(),
             event_store_credential: credential,
             rebuild_on_start: self.rebuild_on_start,
+            rebuild_lease: Duration::from_millis(self.rebuild_lease_ms),
         })
     }
 }

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use course_domain::CourseStatus;
 use course_proto::v1::{
-    AuditDifference, AuditReadModelRequest, AuditReadModelResponse, ReadStreamRequest,
+    AuditDifference, AuditReadModelRequest, AuditReadModelResponse, AuditUnauditable,
+    ReadStreamRequest,
 };
 use futures::StreamExt;
 use tonic::Status;
@@ -155,6 +156,29 @@ pub struct AuditReport {
     pub moved_during_audit: Vec<Uuid>,
     /// What was compared.
     pub compared: BTreeSet<&'static str>,
+    /// Events that could not be audited; their courses are left out.
+    pub unauditable: Vec<Unauditable>,
+}
+
+/// An event of the store the audit could not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unauditable {
+    /// Its global position.
+    pub position: u64,
+    /// Its course, when it decodes.
+    pub course_id: Option<Uuid>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The store as the audit sees it.
+struct Store {
+    /// Every course whose events fold.
+    courses: BTreeMap<Uuid, Expected>,
+    /// Courses left out (an event of theirs does not fold).
+    left_out: BTreeSet<Uuid>,
+    unauditable: Vec<Unauditable>,
+    head: u64,
 }
 
 /// Why an audit could not run.
@@ -241,7 +265,8 @@ pub async fn audit<M: ReadModel>(
     if generation == 0 {
         return Err(AuditError::NotBuilt);
     }
-    let (expected, head) = read_store(events.clone()).await?;
+    let Store { courses: expected, left_out, unauditable, head } =
+        read_store(events.clone()).await?;
     // Lagging is not a difference: give the read model the time to apply what is there.
     match wait::for_position(model, progress, head, options.catch_up).await {
         Ok(()) | Err(wait::WaitError::Behind { .. }) => {}
@@ -254,6 +279,7 @@ pub async fn audit<M: ReadModel>(
         generation,
         courses_in_store: expected.len() as u64,
         compared: BTreeSet::from(["summary"]),
+        unauditable,
         ..AuditReport::default()
     };
     let mut differences = Vec::new();
@@ -296,7 +322,8 @@ pub async fn audit<M: ReadModel>(
                 actual: "stored but not listed".into(),
             });
         }
-        for course_id in listed.iter().filter(|id| !expected.contains_key(id)) {
+        let known = |id: &&Uuid| expected.contains_key(id) || left_out.contains(id);
+        for course_id in listed.iter().filter(|id| !known(id)) {
             if stream_exists(events.clone(), *course_id).await? {
                 // Created after the audited position.
                 report.moved_during_audit.push(*course_id);
@@ -322,6 +349,7 @@ pub async fn audit<M: ReadModel>(
         courses = report.courses_in_store,
         differences = report.difference_count,
         moved = report.moved_during_audit.len(),
+        unauditable = report.unauditable.len(),
         "audit done"
     );
     Ok(report)
@@ -360,25 +388,67 @@ impl From<AuditReport> for AuditReadModelResponse {
                 .collect(),
             moved_during_audit: report.moved_during_audit.iter().map(Uuid::to_string).collect(),
             compared: report.compared.into_iter().map(str::to_owned).collect(),
+            unauditable: report
+                .unauditable
+                .into_iter()
+                .map(|u| AuditUnauditable {
+                    global_position: u.position,
+                    course_id: u.course_id.map(|id| id.to_string()).unwrap_or_default(),
+                    reason: u.reason,
+                })
+                .collect(),
         }
     }
 }
 
-/// Every course in the store, folded, and the last position read.
-async fn read_store(
-    events: EventStoreClient,
-) -> Result<(BTreeMap<Uuid, Expected>, u64), ProjectError> {
-    let mut courses: BTreeMap<Uuid, Expected> = BTreeMap::new();
-    let mut head = 0;
+/// Every course in the store, folded, up to the last position read. An event that does not
+/// decode, or does not fold onto its course, leaves its course out (reported, not fatal).
+async fn read_store(events: EventStoreClient) -> Result<Store, ProjectError> {
+    let mut store = Store {
+        courses: BTreeMap::new(),
+        left_out: BTreeSet::new(),
+        unauditable: Vec::new(),
+        head: 0,
+    };
     loop {
-        let (page, last) = crate::rebuild::read_page(events.clone(), head).await?;
+        let (page, undecodable, last) =
+            crate::rebuild::read_page(events.clone(), store.head).await?;
+        for letter in undecodable {
+            store.head = store.head.max(letter.position);
+            let course_id = Uuid::parse_str(&letter.course_id).ok();
+            if let Some(course_id) = course_id {
+                store.courses.remove(&course_id);
+                store.left_out.insert(course_id);
+            }
+            store.unauditable.push(Unauditable {
+                position: letter.position,
+                course_id,
+                reason: letter.reason,
+            });
+        }
         for event in &page {
-            let current = courses.remove(&event.course_id);
-            courses.insert(event.course_id, Expected::apply(current, event)?);
-            head = event.global_position;
+            store.head = store.head.max(event.global_position);
+            if store.left_out.contains(&event.course_id) {
+                continue;
+            }
+            let current = store.courses.remove(&event.course_id);
+            match Expected::apply(current, event) {
+                Ok(folded) => {
+                    store.courses.insert(event.course_id, folded);
+                }
+                Err(err) => {
+                    store.left_out.insert(event.course_id);
+                    store.unauditable.push(Unauditable {
+                        position: event.global_position,
+                        course_id: Some(event.course_id),
+                        reason: err.to_string(),
+                    });
+                }
+            }
         }
         if last {
-            return Ok((courses, head));
+            store.unauditable.sort_by_key(|u| u.position);
+            return Ok(store);
         }
     }
 }

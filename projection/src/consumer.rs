@@ -2,6 +2,11 @@
 //! size and a short linger), applied together, then settled — poison messages and events that
 //! do not fit are rejected one by one, everything else acknowledged with one multiple-ack after
 //! the batch's writes. Reconnection after outages, graceful stop.
+//!
+//! A message given up on (a body that does not decode; an event that still fails on its last
+//! permitted delivery, counted by the quorum queue's `x-delivery-count`) is recorded as a
+//! dead letter in the read model, so that its position counts as applied (`dead_letter`), and
+//! then rejected into the broker's dead-letter queue.
 
 use std::time::Duration;
 
@@ -16,6 +21,7 @@ use platform::retry::{next_delay, reconnect_backoff};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::dead_letter::{self, DeadLetter};
 use crate::decode::decode_body;
 use crate::fold::StoredEvent;
 use crate::projector::Projector;
@@ -97,7 +103,7 @@ pub async fn run_consumer<M: ReadModel>(
                 }
                 // The batch in hand is finished even when the subscription ended meanwhile:
                 // its acknowledgements fail harmlessly on a dead channel (redelivery).
-                handle_batch(&projector, batch, &stop).await?;
+                handle_batch(&projector, batch, topology.delivery_limit, &stop).await?;
                 if let Some(ended) = ended {
                     return ended;
                 }
@@ -130,6 +136,7 @@ pub async fn run_consumer<M: ReadModel>(
 async fn handle_batch<M: ReadModel>(
     projector: &Projector<M>,
     batch: Vec<Delivery>,
+    delivery_limit: u32,
     stop: &CancellationToken,
 ) -> Result<(), messaging::BrokerError> {
     let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
@@ -161,6 +168,17 @@ async fn handle_batch<M: ReadModel>(
             }
             Err(err) => {
                 tracing::error!(error = %err, "poison message: dead-lettering it");
+                let letter = DeadLetter::of_message(
+                    &delivery.data,
+                    |name| header_text(delivery, name),
+                    err.to_string(),
+                );
+                if let Some(letter) = letter
+                    && !record(projector, &letter, stop).await
+                {
+                    // Stopping with storage down: redelivered later.
+                    return Ok(());
+                }
                 projector.progress().dead_lettered();
                 delivery
                     .acker
@@ -183,11 +201,27 @@ async fn handle_batch<M: ReadModel>(
             return Ok(());
         };
         for (index, err) in failed {
-            // Requeue: the quorum queue counts deliveries and dead-letters the message once
-            // it has failed `delivery_limit` times.
-            tracing::error!(error = %err, "event failed; requeueing (dead-lettered after the delivery limit)");
             let at = origin[index];
-            batch[at].acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+            // The quorum queue counts deliveries; the last permitted one is recorded and
+            // dead-lettered here (the broker would park it without a record).
+            if delivery_count(&batch[at]) + 1 >= u64::from(delivery_limit) {
+                tracing::error!(error = %err, "event failed on its last delivery; dead-lettering it");
+                let letter = DeadLetter::of_event(&events[index], err.to_string());
+                if !record(projector, &letter, stop).await {
+                    return Ok(());
+                }
+                projector.progress().dead_lettered();
+                batch[at]
+                    .acker
+                    .nack(BasicNackOptions { requeue: false, ..Default::default() })
+                    .await?;
+            } else {
+                tracing::warn!(error = %err, "event failed; requeueing (dead-lettered after the delivery limit)");
+                batch[at]
+                    .acker
+                    .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                    .await?;
+            }
             rejected[at] = true;
         }
     }
@@ -197,6 +231,58 @@ async fn handle_batch<M: ReadModel>(
         last.acker.ack(BasicAckOptions { multiple: true }).await?;
     }
     Ok(())
+}
+
+/// Records a dead letter, retrying while storage is down; false when stopped first.
+async fn record<M: ReadModel>(
+    projector: &Projector<M>,
+    letter: &DeadLetter,
+    stop: &CancellationToken,
+) -> bool {
+    let mut delays = reconnect_backoff();
+    loop {
+        match dead_letter::record(projector, letter).await {
+            Ok(()) => return true,
+            Err(err) => {
+                let delay = next_delay(&mut delays);
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot record a dead letter yet");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Earlier deliveries of this message (the quorum queue's `x-delivery-count`; absent on the
+/// first).
+fn delivery_count(delivery: &Delivery) -> u64 {
+    use messaging::lapin::types::AMQPValue;
+    let Some(headers) = delivery.properties.headers().as_ref() else { return 0 };
+    match headers.inner().get("x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => u64::from(*n),
+        Some(AMQPValue::ShortInt(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(n)) => u64::from(*n),
+        Some(AMQPValue::ShortShortInt(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::ShortShortUInt(n)) => u64::from(*n),
+        _ => 0,
+    }
+}
+
+/// A header as text, whether sent as a string or an integer.
+fn header_text(delivery: &Delivery, name: &str) -> Option<String> {
+    use messaging::lapin::types::AMQPValue;
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(value) => Some(value.to_string()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        AMQPValue::LongInt(n) => Some(n.to_string()),
+        AMQPValue::LongUInt(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn header(delivery: &Delivery, name: &str) -> Option<String> {

@@ -23,7 +23,13 @@ use crate::runtime::Runtime;
 /// The gRPC service every query service also serves.
 pub const ADMIN_SERVICE: &str = "course.v1.ProjectionAdminService";
 /// Its RPCs, all for operators.
-pub const ADMIN_METHODS: &[&str] = &["GetProjectionStatus", "RebuildReadModel", "AuditReadModel"];
+pub const ADMIN_METHODS: &[&str] = &[
+    "GetProjectionStatus",
+    "RebuildReadModel",
+    "AuditReadModel",
+    "ListDeadLetters",
+    "ReplayDeadLetters",
+];
 
 /// Where and how a query service runs.
 #[derive(Debug, Clone, Copy)]

@@ -8,6 +8,8 @@
 //! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
+//! * [`dead_letter`]: events that cannot be applied, recorded so that the watermark moves on.
+//! * [`lease`]: the owner and heartbeat of a rebuild, so that a crashed one is abandoned.
 //! * [`audit`]: the read model compared with the event store, course by course.
 //! * [`EventSource`]: where gap fills and rebuilds read events (the event store).
 //! * [`read_side`]: the edge of every read RPC: the served generation, waits, paging, the
@@ -16,8 +18,10 @@
 mod args;
 pub mod audit;
 pub mod consumer;
+pub mod dead_letter;
 mod decode;
 pub mod fold;
+pub mod lease;
 pub mod progress;
 mod projector;
 mod read_model;
@@ -31,7 +35,7 @@ pub use decode::{DecodeError, decode_body, from_envelope};
 pub use progress::{Applied, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};
 pub use read_model::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
-pub use source::EventSource;
+pub use source::{EventSource, Page};
 pub mod host;
 pub mod runtime;
 

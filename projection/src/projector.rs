@@ -204,18 +204,17 @@ impl<M: ReadModel> Projector<M> {
     }
 
     /// Replays events in global order into `generation` (a rebuild): the same batch path,
-    /// with the states the replay wrote remembered in `cache` instead of read back.
+    /// with the states the replay wrote remembered in `cache` instead of read back. Returns
+    /// the events that could not be applied (by index, with why); the rest are applied.
     pub async fn replay_batch(
         &self,
         generation: u32,
         events: &[StoredEvent],
         cache: &mut ReplayCache,
-    ) -> Result<(), ProjectError> {
+    ) -> Result<Vec<(usize, ProjectError)>, ProjectError> {
         let mut pass = self.apply_batch(generation, events, Some(cache)).await?;
-        match pass.failed.pop() {
-            Some((_, err)) => Err(err),
-            None => Ok(()),
-        }
+        pass.failed.sort_by_key(|(index, _)| *index);
+        Ok(pass.failed)
     }
 
     /// One generation's pass over a batch: read the batch's courses in one round trip, fold
@@ -316,7 +315,9 @@ impl<M: ReadModel> Projector<M> {
                             events.push((*index, event.global_position));
                         }
                         Err(err) => {
-                            tracing::error!(error = %err, course_id = %course.course_id, "event does not fit the stored course");
+                            // WARN: retried; what is finally given up on is logged at ERROR when it is
+                            // dead-lettered.
+                            tracing::warn!(error = %err, course_id = %course.course_id, "event does not fit the stored course");
                             for (index, _) in &chain[at..] {
                                 if let Some(index) = index {
                                     pass.failed.push((*index, ProjectError::Fold(err.clone())));

@@ -1,12 +1,14 @@
 //! What a read model's storage must offer the projection.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use std::collections::BTreeSet;
-
 use crate::audit::AuditView;
+use crate::dead_letter::DeadLetter;
 use crate::fold::{Change, CourseSummary};
+use crate::lease::RebuildLease;
 
 /// Which generations of the read model exist. Readers use `active`; while a rebuild runs,
 /// live events are written to both `active` and `building`.
@@ -82,7 +84,7 @@ pub trait ReadModel: Clone + Send + Sync + 'static {
         expected: Generations,
         new: Generations,
     ) -> Result<bool, ReadModelError>;
-    /// Deletes everything stored in `generation`.
+    /// Deletes everything stored in `generation` (not its rebuild lease).
     async fn drop_generation(&self, generation: u32) -> Result<(), ReadModelError>;
     /// The course's summary in `generation`, if present.
     async fn summary(
@@ -104,6 +106,33 @@ pub trait ReadModel: Clone + Send + Sync + 'static {
     async fn mark_applied(&self, generation: u32, position: u64) -> Result<u64, ReadModelError>;
     /// The contiguous watermark of `generation`.
     async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError>;
+
+    // Dead letters (`crate::dead_letter`): shared by every generation, keyed by global position.
+
+    /// Records `letter`, replacing any record at its position.
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), ReadModelError>;
+    /// At most `limit` dead letters with positions above `after`, by position.
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, ReadModelError>;
+    /// How many dead letters are recorded.
+    async fn dead_letter_count(&self) -> Result<u64, ReadModelError>;
+    /// Forgets the dead letter at `position` (nothing when there is none).
+    async fn remove_dead_letter(&self, position: u64) -> Result<(), ReadModelError>;
+
+    // Rebuild leases (`crate::lease`): one per generation ever reserved, kept (a few bytes
+    // each) so that a generation number is never reserved twice.
+
+    /// Writes (or renews) the lease of the rebuild of `generation`.
+    async fn put_rebuild_lease(
+        &self,
+        generation: u32,
+        lease: &RebuildLease,
+    ) -> Result<(), ReadModelError>;
+    /// The lease of the rebuild of `generation`, if one was written.
+    async fn rebuild_lease(&self, generation: u32) -> Result<Option<RebuildLease>, ReadModelError>;
 
     /// The summaries of `courses` in `generation`, in the same order (`None`: absent).
     /// Storages override this with one round trip.

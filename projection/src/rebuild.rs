@@ -14,7 +14,9 @@
 //! comes second skips it, and an event that arrives before its predecessors fills the gap from
 //! the event store first.
 
+use crate::dead_letter::{self, DeadLetter};
 use crate::fold::StoredEvent;
+use crate::lease::{self, Lessee};
 use crate::projector::{ProjectError, Projector, ReplayCache};
 use crate::read_model::{Generations, ReadModel, ReadModelError};
 use crate::source::EventSource;
@@ -45,22 +47,25 @@ pub enum RebuildError {
 }
 
 /// Reserves the next generation for a rebuild (step 1) and returns it. For an empty read model
-/// (the first build) the active generation is 0: readers get nothing until the switch.
-pub async fn begin<M: ReadModel>(model: &M) -> Result<(Generations, u32), RebuildError> {
-    begin_after(model, 0).await
-}
-
-/// [`begin`], with a generation number above `floor` (to take over an abandoned build without
-/// reusing its number, so that its owner's switch-over can no longer succeed).
-pub async fn begin_after<M: ReadModel>(
+/// (the first build) the active generation is 0: readers get nothing until the switch. A
+/// building generation whose owner is gone is abandoned first (`lease`); the new one is
+/// leased to `lessee` and numbered above every generation ever leased.
+pub async fn begin<M: ReadModel>(
     model: &M,
-    floor: u32,
+    lessee: &Lessee,
 ) -> Result<(Generations, u32), RebuildError> {
+    lease::abandon_orphaned(model).await?;
     let current = model.generations().await?;
     if let Some(building) = current.building {
         return Err(RebuildError::AlreadyRunning(building));
     }
-    let next = current.active.max(floor) + 1;
+    let mut next = current.active + 1;
+    // A number that has a lease was reserved before (an abandoned rebuild, or a reservation
+    // that lost a race): never again, so that its owner, if still alive, cannot switch over.
+    while model.rebuild_lease(next).await?.is_some() {
+        next += 1;
+    }
+    lessee.hold(model, next).await?;
     let marked = Generations { active: current.active, building: Some(next) };
     if !model.swap_generations(current, marked).await? {
         return Err(RebuildError::Raced);
@@ -97,8 +102,21 @@ pub async fn abandon<M: ReadModel>(model: &M, generation: u32) -> Result<(), Reb
     Ok(())
 }
 
-/// Runs steps 2-4 for a generation reserved with [`begin`].
+/// Runs steps 2-4 for a generation reserved with [`begin`], renewing `lessee`'s lease meanwhile.
 pub async fn complete<M: ReadModel, S: EventSource + Clone>(
+    projector: &Projector<M>,
+    events: S,
+    marked: Generations,
+    generation: u32,
+    lessee: &Lessee,
+) -> Result<(), RebuildError> {
+    tokio::select! {
+        result = complete_leased(projector, events, marked, generation) => result,
+        () = lessee.keep(projector.model(), generation) => unreachable!("keep never returns"),
+    }
+}
+
+async fn complete_leased<M: ReadModel, S: EventSource + Clone>(
     projector: &Projector<M>,
     events: S,
     marked: Generations,
@@ -134,17 +152,28 @@ async fn replay<M: ReadModel, S: EventSource + Clone>(
     generation: u32,
     from: u64,
 ) -> Result<u64, RebuildError> {
-    let (chunks, mut received) =
-        tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectError>>(4);
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Result<Chunk, ProjectError>>(4);
     let reader = tokio::spawn(read_pages(events, from, chunks));
     let mut position = from;
     let mut count = 0u64;
     let mut cache = ReplayCache::default();
     let started = std::time::Instant::now();
     while let Some(chunk) = received.recv().await {
-        let chunk = chunk?;
-        projector.replay_batch(generation, &chunk, &mut cache).await?;
+        let Chunk { events: chunk, undecodable } = chunk?;
+        // What cannot be applied is recorded (its position counts as applied) instead of
+        // stopping the rebuild; only an unavailable storage or event store stops it.
+        for letter in &undecodable {
+            dead_letter::record_in(projector, generation, letter).await?;
+        }
+        for (index, err) in projector.replay_batch(generation, &chunk, &mut cache).await? {
+            if err.is_transient() {
+                return Err(err.into());
+            }
+            let letter = DeadLetter::of_event(&chunk[index], err.to_string());
+            dead_letter::record_in(projector, generation, &letter).await?;
+        }
         position = chunk.last().map_or(position, |e| e.global_position);
+        position = undecodable.iter().map(|l| l.position).fold(position, u64::max);
         count += chunk.len() as u64;
     }
     let _ = reader.await;
@@ -159,13 +188,19 @@ async fn replay<M: ReadModel, S: EventSource + Clone>(
     Ok(position)
 }
 
+/// Events to replay, and envelopes of the same stretch that do not convert.
+struct Chunk {
+    events: Vec<StoredEvent>,
+    undecodable: Vec<DeadLetter>,
+}
+
 /// Streams `ReadAll` from `from`, sending chunks of [`CHUNK`] events in global order. Up to
 /// [`PAGES_AHEAD`] pages of [`PAGE`] positions are read at once (positions are contiguous, so
 /// page `k` is the positions after `from + k * PAGE`); a page that comes back short is the end.
 async fn read_pages<S: EventSource + Clone>(
     events: S,
     from: u64,
-    chunks: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, ProjectError>>,
+    chunks: tokio::sync::mpsc::Sender<Result<Chunk, ProjectError>>,
 ) {
     let mut ahead = std::collections::VecDeque::new();
     let mut next = from;
@@ -188,10 +223,11 @@ async fn read_pages<S: EventSource + Clone>(
                 break;
             }
         };
-        let (events_in_page, last) = page;
+        let (events_in_page, mut undecodable, last) = page;
         let mut events_in_page = events_in_page.into_iter().peekable();
-        while events_in_page.peek().is_some() {
-            let chunk: Vec<StoredEvent> = events_in_page.by_ref().take(CHUNK).collect();
+        while events_in_page.peek().is_some() || !undecodable.is_empty() {
+            let events: Vec<StoredEvent> = events_in_page.by_ref().take(CHUNK).collect();
+            let chunk = Chunk { events, undecodable: std::mem::take(&mut undecodable) };
             if chunks.send(Ok(chunk)).await.is_err() {
                 break;
             }
@@ -205,14 +241,16 @@ async fn read_pages<S: EventSource + Clone>(
     }
 }
 
-/// The events at positions `after + 1 ..= after + PAGE`, and whether the store ends there.
+/// The events at positions `after + 1 ..= after + PAGE` (those that convert, and dead letters
+/// of those that do not), and whether the store ends there.
 pub(crate) async fn read_page<S: EventSource>(
     events: S,
     after: u64,
-) -> Result<(Vec<StoredEvent>, bool), ProjectError> {
+) -> Result<(Vec<StoredEvent>, Vec<DeadLetter>, bool), ProjectError> {
     let end = after + u64::from(PAGE);
-    let mut out = events.read_all(after, PAGE).await?;
-    let last = out.len() < PAGE as usize;
-    out.retain(|event| event.global_position <= end);
-    Ok((out, last))
+    let mut page = events.read_all(after, PAGE).await?;
+    let last = page.received < PAGE as usize;
+    page.events.retain(|event| event.global_position <= end);
+    page.undecodable.retain(|letter| letter.position <= end);
+    Ok((page.events, page.undecodable, last))
 }

@@ -10,7 +10,9 @@ use course_proto::v1::projection_admin_service_server::{
 };
 use course_proto::v1::{
     AuditReadModelRequest, AuditReadModelResponse, GetProjectionStatusRequest,
-    GetProjectionStatusResponse, RebuildReadModelRequest, RebuildReadModelResponse,
+    GetProjectionStatusResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+    RebuildReadModelRequest, RebuildReadModelResponse, ReplayDeadLettersRequest,
+    ReplayDeadLettersResponse,
 };
 use messaging::{ConsumerTopology, Pool};
 use platform::auth::Credential;
@@ -23,6 +25,8 @@ use tonic_health::server::HealthReporter;
 
 use crate::EventStoreClient;
 use crate::consumer::{Batching, run_consumer};
+use crate::dead_letter::{self, DEGRADED_HEALTH_NAME};
+use crate::lease::{self, Lessee};
 use crate::progress::Progress;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
@@ -53,6 +57,8 @@ pub struct RuntimeConfig {
     pub event_store_credential: Credential,
     /// Rebuild into a fresh generation at start-up even when data exists.
     pub rebuild_on_start: bool,
+    /// How long a rebuild's lease lasts without renewal (see `lease`).
+    pub rebuild_lease: Duration,
 }
 
 /// The running projection of one query service.
@@ -61,6 +67,7 @@ pub struct Runtime<M: ReadModel> {
     events: EventStoreClient,
     pool: Pool,
     config: RuntimeConfig,
+    lessee: Lessee,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -79,10 +86,12 @@ impl<M: ReadModel> Runtime<M> {
         let pool = messaging::pool(&config.rabbitmq_url, 4)
             .map_err(|e| anyhow::anyhow!("invalid RABBITMQ_URL: {e}"))?;
         let projector = Projector::new(model, events.clone(), Progress::new());
+        let lessee = Lessee::new(config.rebuild_lease);
         Ok(Self {
             projector,
             events,
             pool,
+            lessee,
             config,
             stop: CancellationToken::new(),
             tasks: Vec::new(),
@@ -109,11 +118,13 @@ impl<M: ReadModel> Runtime<M> {
         ProjectionAdminServiceServer::new(AdminApi {
             projector: self.projector.clone(),
             events: self.events.clone(),
+            lessee: self.lessee.clone(),
         })
     }
 
     /// Starts the background work and keeps `health_names` in step with it: SERVING while
-    /// the consumer is connected and a complete generation exists.
+    /// the consumer is connected and a complete generation exists. [`DEGRADED_HEALTH_NAME`]
+    /// reports whether dead letters are recorded.
     pub fn start(&mut self, health: HealthReporter, health_names: &'static [&'static str]) {
         let topology = ConsumerTopology {
             exchange: self.config.exchange.clone(),
@@ -138,6 +149,12 @@ impl<M: ReadModel> Runtime<M> {
             self.projector.clone(),
             self.events.clone(),
             self.config.rebuild_on_start,
+            self.lessee.clone(),
+            self.stop.clone(),
+        )));
+        self.tasks.push(tokio::spawn(lease::supervise(
+            self.projector.model().clone(),
+            self.config.rebuild_lease / 2,
             self.stop.clone(),
         )));
         self.tasks.push(tokio::spawn(report_health(
@@ -164,16 +181,17 @@ impl<M: ReadModel> Runtime<M> {
 }
 
 /// Builds generation 1 when the read model is empty (or a fresh generation when asked to),
-/// retrying until the event store and the storage answer.
+/// retrying until the event store and the storage answer. A rebuild whose owner is gone is
+/// abandoned first (`lease`); one that is alive elsewhere is left to finish, and while nothing
+/// is served yet this replica waits for it (and takes over if its owner dies).
 async fn initial_build<M: ReadModel>(
     projector: Projector<M>,
     events: EventStoreClient,
     force: bool,
+    lessee: Lessee,
     stop: CancellationToken,
 ) {
-    let mut first = true;
     loop {
-        let take_over = std::mem::replace(&mut first, false);
         let result = async {
             let generations = projector.model().generations().await?;
             if generations.active != 0 && generations.building == Some(generations.active) {
@@ -181,28 +199,15 @@ async fn initial_build<M: ReadModel>(
                 rebuild::finish(projector.model(), generations.active).await?;
                 return Ok(());
             }
+            lease::abandon_orphaned(projector.model()).await?;
             if generations.active != 0 && !force {
                 return Ok(());
             }
-            let mut floor = 0;
-            if take_over
-                && generations.active == 0
-                && let Some(building) = generations.building
-            {
-                // Nothing is served yet, so restarting an unfinished first build (its process
-                // may have died) loses nothing. The new attempt gets a higher number, so a
-                // build still running elsewhere cannot switch over and gives up.
-                tracing::warn!(
-                    generation = building,
-                    "an unfinished first build was found; restarting it"
-                );
-                rebuild::abandon(projector.model(), building).await?;
-                floor = building;
-            }
             projector.progress().set_rebuilding(true);
-            let (marked, generation) = rebuild::begin_after(projector.model(), floor).await?;
+            let (marked, generation) = rebuild::begin(projector.model(), &lessee).await?;
             tracing::info!(generation, "building the read model from the event store");
-            let result = rebuild::complete(&projector, events.clone(), marked, generation).await;
+            let result =
+                rebuild::complete(&projector, events.clone(), marked, generation, &lessee).await;
             if result.is_err() {
                 let _ = rebuild::abandon(projector.model(), generation).await;
             }
@@ -213,19 +218,29 @@ async fn initial_build<M: ReadModel>(
             () = stop.cancelled() => return,
         };
         projector.progress().set_rebuilding(false);
-        match result {
+        let retry_in = match result {
             Ok(()) => return,
             Err(RebuildError::AlreadyRunning(generation)) => {
-                tracing::info!(generation, "another replica is rebuilding; not starting one here");
-                return;
+                let served = projector.model().generations().await.is_ok_and(|g| g.active != 0);
+                if served {
+                    tracing::info!(
+                        generation,
+                        "another replica is rebuilding; not starting one here"
+                    );
+                    return;
+                }
+                // Nothing is served yet: watch the other replica's first build.
+                tracing::info!(generation, "another replica is building the read model; waiting");
+                lessee.duration
             }
             Err(err) => {
                 tracing::warn!(error = %err, "initial build failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    () = stop.cancelled() => return,
-                }
+                Duration::from_secs(2)
             }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(retry_in) => {}
+            () = stop.cancelled() => return,
         }
     }
 }
@@ -237,6 +252,7 @@ async fn report_health<M: ReadModel>(
     stop: CancellationToken,
 ) {
     let mut last = None;
+    let mut last_degraded = None;
     let mut last_lag_log = tokio::time::Instant::now();
     loop {
         let snapshot = projector.progress().snapshot();
@@ -268,10 +284,28 @@ async fn report_health<M: ReadModel>(
             );
             last = Some(status);
         }
+        // Dead letters make the read model degraded, not unready: see `dead_letter`.
+        if let Ok(count) = projector.model().dead_letter_count().await {
+            metrics::gauge!("projection_dead_letters").set(count as f64);
+            let degraded = count > 0;
+            if last_degraded != Some(degraded) {
+                let status =
+                    if degraded { ServingStatus::NotServing } else { ServingStatus::Serving };
+                platform::grpc::set_health(&health, &[DEGRADED_HEALTH_NAME], status).await;
+                if degraded {
+                    tracing::warn!(dead_letters = count, "read model degraded");
+                } else if last_degraded.is_some() {
+                    tracing::info!("read model complete again");
+                }
+                last_degraded = Some(degraded);
+            }
+        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
             () = stop.cancelled() => {
                 platform::grpc::set_health(&health, names, ServingStatus::NotServing).await;
+                platform::grpc::set_health(&health, &[DEGRADED_HEALTH_NAME], ServingStatus::NotServing)
+                    .await;
                 return;
             }
         }
@@ -282,6 +316,7 @@ async fn report_health<M: ReadModel>(
 pub struct AdminApi<M: ReadModel> {
     projector: Projector<M>,
     events: EventStoreClient,
+    lessee: Lessee,
 }
 
 #[tonic::async_trait]
@@ -294,7 +329,10 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
         let generations = model.generations().await.map_err(read_model_status)?;
         let applied = model.watermark(generations.active).await.map_err(read_model_status)?;
         let snapshot = self.projector.progress().snapshot();
+        let dead_letter_count = model.dead_letter_count().await.map_err(read_model_status)?;
         Ok(Response::new(GetProjectionStatusResponse {
+            degraded: dead_letter_count > 0,
+            dead_letter_count,
             active_generation: generations.active,
             building_generation: generations.building.unwrap_or(0),
             applied_position: applied,
@@ -310,7 +348,8 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
         request: Request<RebuildReadModelRequest>,
     ) -> Result<Response<RebuildReadModelResponse>, Status> {
         let wait = request.into_inner().wait;
-        let (marked, generation) = match rebuild::begin(self.projector.model()).await {
+        let (marked, generation) = match rebuild::begin(self.projector.model(), &self.lessee).await
+        {
             Ok(reserved) => reserved,
             Err(RebuildError::AlreadyRunning(g)) => {
                 return Err(Status::failed_precondition(format!(
@@ -327,11 +366,12 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
         };
         let projector = self.projector.clone();
         let events = self.events.clone();
+        let lessee = self.lessee.clone();
         let progress = Arc::new(projector.progress().clone());
         // Spawned, so that a client that goes away does not abort the rebuild half-way.
         let task = tokio::spawn(async move {
             progress.set_rebuilding(true);
-            let result = rebuild::complete(&projector, events, marked, generation).await;
+            let result = rebuild::complete(&projector, events, marked, generation, &lessee).await;
             if let Err(err) = &result {
                 tracing::error!(error = %err, generation, "rebuild failed; the previous generation stays active");
                 let _ = rebuild::abandon(projector.model(), generation).await;
@@ -353,6 +393,70 @@ impl<M: ReadModel> ProjectionAdminService for AdminApi<M> {
             }
         }
         Ok(Response::new(RebuildReadModelResponse { generation }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<ListDeadLettersRequest>,
+    ) -> Result<Response<ListDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        let size = match request.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(platform::grpc::invalid_field("page_size", "must be 0-1000")),
+        };
+        let after = match request.page_token.as_str() {
+            "" => 0,
+            token => token.parse::<u64>().map_err(|_| {
+                platform::grpc::invalid_field("page_token", "not a token from ListDeadLetters")
+            })?,
+        };
+        let model = self.projector.model();
+        // One more than asked tells whether a next page exists.
+        let mut letters = model.dead_letters(after, size + 1).await.map_err(read_model_status)?;
+        let next_page_token = if letters.len() > size {
+            letters.truncate(size);
+            letters.last().map(|l| l.position.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let dead_letters = letters
+            .into_iter()
+            .map(|l| course_proto::v1::DeadLetter {
+                global_position: l.position,
+                event_id: l.event_id,
+                course_id: l.course_id,
+                version: l.version,
+                reason: l.reason,
+                recorded_at: Some(course_proto::timestamp(l.recorded_at)),
+            })
+            .collect();
+        Ok(Response::new(ListDeadLettersResponse { dead_letters, next_page_token }))
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        _request: Request<ReplayDeadLettersRequest>,
+    ) -> Result<Response<ReplayDeadLettersResponse>, Status> {
+        match dead_letter::replay(&self.projector, self.events.clone()).await {
+            Ok(report) => {
+                tracing::info!(
+                    replayed = report.replayed,
+                    still_failing = report.still_failing,
+                    "dead letters replayed"
+                );
+                Ok(Response::new(ReplayDeadLettersResponse {
+                    replayed: report.replayed,
+                    still_failing: report.still_failing,
+                }))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot replay dead letters now");
+                Err(Status::unavailable(
+                    "the read model or the event store is unavailable; retry later",
+                ))
+            }
+        }
     }
 
     async fn audit_read_model(

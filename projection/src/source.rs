@@ -9,6 +9,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::EventStoreClient;
+use crate::dead_letter::DeadLetter;
 use crate::decode::from_envelope;
 use crate::fold::StoredEvent;
 use crate::projector::ProjectError;
@@ -24,9 +25,19 @@ pub trait EventSource: Send + Sync + 'static {
         max_count: u32,
     ) -> Result<Vec<StoredEvent>, ProjectError>;
 
-    /// Up to `max_count` events after global position `after`, in global order; fewer than
-    /// `max_count` means the store ends there.
-    async fn read_all(&self, after: u64, max_count: u32) -> Result<Vec<StoredEvent>, ProjectError>;
+    /// Up to `max_count` events after global position `after`, in global order.
+    async fn read_all(&self, after: u64, max_count: u32) -> Result<Page, ProjectError>;
+}
+
+/// What one `ReadAll` call returned.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The events that convert, in global order.
+    pub events: Vec<StoredEvent>,
+    /// Dead letters of the envelopes that do not convert.
+    pub undecodable: Vec<DeadLetter>,
+    /// Envelopes received, converted or not (fewer than asked for: the store ends here).
+    pub received: usize,
 }
 
 #[async_trait]
@@ -48,15 +59,22 @@ impl EventSource for EventStoreClient {
         Ok(out)
     }
 
-    async fn read_all(&self, after: u64, max_count: u32) -> Result<Vec<StoredEvent>, ProjectError> {
+    async fn read_all(&self, after: u64, max_count: u32) -> Result<Page, ProjectError> {
         let request = ReadAllRequest { from_position: after, max_count, follow: false };
         let mut stream =
             EventStoreServiceClient::read_all(&mut self.clone(), request).await?.into_inner();
-        let mut out = Vec::with_capacity(max_count as usize);
+        let mut page = Page { events: Vec::with_capacity(max_count as usize), ..Page::default() };
         while let Some(item) = stream.next().await {
             let Some(envelope) = item?.event else { continue };
-            out.push(from_envelope(&envelope)?);
+            page.received += 1;
+            match from_envelope(&envelope) {
+                Ok(event) => page.events.push(event),
+                Err(err) => match DeadLetter::of_envelope(&envelope, err.to_string()) {
+                    Some(letter) => page.undecodable.push(letter),
+                    None => return Err(err.into()),
+                },
+            }
         }
-        Ok(out)
+        Ok(page)
     }
 }

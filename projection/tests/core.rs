@@ -1,9 +1,10 @@
 //! The projection core on its own, against an in-memory read model and an in-memory event
 //! store (in the spirit of cqrs-es's `MemStore`): ordering, duplicates, gap filling, events
 //! that never fit and poison bodies, storage outages, concurrent writers, rebuild switch-over
-//! and read-your-writes waits. No broker, no database: each test runs in milliseconds. What
-//! only a storage or the broker can show (its atomic compare-and-set under real concurrency,
-//! its generation layout, dead-lettering) is tested in the query services.
+//! (dead letters of a replay, crashed rebuilds abandoned) and read-your-writes waits. No broker,
+//! no database: each test runs in milliseconds. What only a storage or the broker can show (its
+//! atomic compare-and-set under real concurrency, its generation layout, the broker's
+//! redelivery) is tested in the query services.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,11 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use course_domain::Event;
+use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary, StoredEvent};
+use projection::lease::{self, Lessee, RebuildLease};
 use projection::read_side::{QueryError, ReadSide};
 use projection::{
-    EventSource, Generations, Progress, ProjectError, Projector, ReadModel, ReadModelError, Saved,
-    decode_body, rebuild, wait,
+    EventSource, Generations, Page, Progress, ProjectError, Projector, ReadModel, ReadModelError,
+    Saved, decode_body, rebuild, wait,
 };
 use uuid::Uuid;
 
@@ -31,6 +34,8 @@ struct Memory {
     changes: HashMap<(u32, Uuid), Vec<(u64, Change)>>,
     applied: HashMap<u32, BTreeSet<u64>>,
     watermarks: HashMap<u32, u64>,
+    dead_letters: BTreeMap<u64, DeadLetter>,
+    leases: HashMap<u32, RebuildLease>,
 }
 
 /// A `ReadModel` in a mutex: every operation is atomic, as the real storages' are.
@@ -134,6 +139,42 @@ impl ReadModel for MemReadModel {
     async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
         Ok(self.memory()?.watermarks.get(&generation).copied().unwrap_or(0))
     }
+
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), ReadModelError> {
+        self.memory()?.dead_letters.insert(letter.position, letter.clone());
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let memory = self.memory()?;
+        Ok(memory.dead_letters.range(after + 1..).take(limit).map(|(_, l)| l.clone()).collect())
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, ReadModelError> {
+        Ok(self.memory()?.dead_letters.len() as u64)
+    }
+
+    async fn remove_dead_letter(&self, position: u64) -> Result<(), ReadModelError> {
+        self.memory()?.dead_letters.remove(&position);
+        Ok(())
+    }
+
+    async fn put_rebuild_lease(
+        &self,
+        generation: u32,
+        lease: &RebuildLease,
+    ) -> Result<(), ReadModelError> {
+        self.memory()?.leases.insert(generation, lease.clone());
+        Ok(())
+    }
+
+    async fn rebuild_lease(&self, generation: u32) -> Result<Option<RebuildLease>, ReadModelError> {
+        Ok(self.memory()?.leases.get(&generation).cloned())
+    }
 }
 
 // ---- the in-memory event store ------------------------------------------------------------
@@ -161,14 +202,15 @@ impl EventSource for MemEventStore {
             .collect())
     }
 
-    async fn read_all(&self, after: u64, max_count: u32) -> Result<Vec<StoredEvent>, ProjectError> {
+    async fn read_all(&self, after: u64, max_count: u32) -> Result<Page, ProjectError> {
         let events = self.events.lock().expect("not poisoned");
-        Ok(events
+        let events: Vec<StoredEvent> = events
             .iter()
             .filter(|e| e.global_position > after)
             .take(max_count as usize)
             .cloned()
-            .collect())
+            .collect();
+        Ok(Page { received: events.len(), events, undecodable: Vec::new() })
     }
 }
 
@@ -229,6 +271,11 @@ impl MemEventStore {
 
 // ---- helpers --------------------------------------------------------------------------------
 
+/// This process as a rebuild owner, with a lease far longer than any test.
+fn lessee() -> Lessee {
+    Lessee::new(Duration::from_secs(60))
+}
+
 struct Setup {
     store: MemEventStore,
     model: MemReadModel,
@@ -240,8 +287,11 @@ async fn setup() -> Setup {
     let store = MemEventStore::default();
     let model = MemReadModel::default();
     let projector = Projector::new(model.clone(), store.clone(), Progress::new());
-    let (marked, generation) = rebuild::begin(&model).await.expect("reserve generation 1");
-    rebuild::complete(&projector, store.clone(), marked, generation).await.expect("first build");
+    let (marked, generation) =
+        rebuild::begin(&model, &lessee()).await.expect("reserve generation 1");
+    rebuild::complete(&projector, store.clone(), marked, generation, &lessee())
+        .await
+        .expect("first build");
     assert_eq!(model.generations().await.expect("generations").active, 1);
     Setup { store, model, projector }
 }
@@ -258,6 +308,19 @@ async fn in_order(store: &MemEventStore) -> BTreeMap<Uuid, (CourseSummary, Vec<(
         projector.handle(&event).await.expect("in order");
     }
     model.contents(1)
+}
+
+/// [`in_order`] for every course but `skipped`.
+async fn in_order_skipping(
+    store: &MemEventStore,
+    skipped: Uuid,
+) -> BTreeMap<Uuid, (CourseSummary, Vec<(u64, Change)>)> {
+    let kept = MemEventStore::default();
+    kept.events
+        .lock()
+        .expect("not poisoned")
+        .extend(store.all().into_iter().filter(|e| e.course_id != skipped));
+    in_order(&kept).await
 }
 
 fn last_position(store: &MemEventStore) -> u64 {
@@ -314,9 +377,9 @@ async fn any_delivery_order_in_any_batching_ends_in_the_in_order_state() {
     for size in [1, 2, 3, 7, delivery.len()] {
         let model = MemReadModel::default();
         let projector = Projector::new(model.clone(), store.clone(), Progress::new());
-        let (marked, generation) = rebuild::begin(&model).await.expect("reserve");
+        let (marked, generation) = rebuild::begin(&model, &lessee()).await.expect("reserve");
         // The first build finds an empty store (the events below are the live ones).
-        rebuild::complete(&projector, MemEventStore::default(), marked, generation)
+        rebuild::complete(&projector, MemEventStore::default(), marked, generation, &lessee())
             .await
             .expect("first build");
         for batch in delivery.chunks(size) {
@@ -411,9 +474,12 @@ async fn a_rebuild_with_live_events_flowing_switches_over_to_the_same_data_and_d
         let events = store.course(4);
         projector.handle_batch(&events).await.expect("live");
     }
-    let (marked, generation) = rebuild::begin(&model).await.expect("reserve");
+    let (marked, generation) = rebuild::begin(&model, &lessee()).await.expect("reserve");
     assert_eq!(generation, 2);
-    assert!(matches!(rebuild::begin(&model).await, Err(rebuild::RebuildError::AlreadyRunning(2))));
+    assert!(matches!(
+        rebuild::begin(&model, &lessee()).await,
+        Err(rebuild::RebuildError::AlreadyRunning(2))
+    ));
     // Events committed after the reservation reach the live consumer only, which writes them
     // to both generations while the replay runs.
     let live = {
@@ -429,7 +495,9 @@ async fn a_rebuild_with_live_events_flowing_switches_over_to_the_same_data_and_d
             }
         })
     };
-    rebuild::complete(&projector, store.clone(), marked, generation).await.expect("rebuilt");
+    rebuild::complete(&projector, store.clone(), marked, generation, &lessee())
+        .await
+        .expect("rebuilt");
     live.await.expect("live consumer");
     assert_eq!(
         model.generations().await.expect("generations"),
@@ -457,15 +525,17 @@ async fn nothing_is_served_before_the_first_build_and_a_failed_rebuild_keeps_the
     assert!(matches!(err, QueryError::NotBuilt), "{err}");
 
     let events = store.course(1);
-    let (marked, generation) = rebuild::begin(&model).await.expect("reserve");
+    let (marked, generation) = rebuild::begin(&model, &lessee()).await.expect("reserve");
     // Live events before the switch are written to the building generation only.
     projector.handle_batch(&events).await.expect("live");
     assert!(matches!(reads.active().await, Err(QueryError::NotBuilt)));
-    rebuild::complete(&projector, store.clone(), marked, generation).await.expect("built");
+    rebuild::complete(&projector, store.clone(), marked, generation, &lessee())
+        .await
+        .expect("built");
     assert_eq!(reads.active().await.expect("built"), 1);
 
     // A rebuild abandoned half-way leaves generation 1 served and frees the next attempt.
-    let (_, abandoned) = rebuild::begin(&model).await.expect("reserve");
+    let (_, abandoned) = rebuild::begin(&model, &lessee()).await.expect("reserve");
     rebuild::abandon(&model, abandoned).await.expect("abandon");
     assert_eq!(
         model.generations().await.expect("generations"),
@@ -518,4 +588,53 @@ async fn a_wait_that_is_not_met_in_time_is_unavailable_saying_behind() {
     assert!(status.message().contains("behind"), "{}", status.message());
     let err = reads.wait_for_position(Some(1_000)).await.expect_err("behind");
     assert!(matches!(err, QueryError::Behind(_)), "{err}");
+}
+
+#[tokio::test]
+async fn an_event_a_rebuild_cannot_apply_is_recorded_as_a_dead_letter_and_the_rest_switches_over() {
+    let Setup { store, model, projector } = setup().await;
+    store.course(2);
+    // A stored event that folds onto nothing: a join of a course never created.
+    let stray = store.append(Uuid::now_v7(), Event::UserJoinedCourse { user_id: Uuid::now_v7() });
+    store.course(1);
+    let (marked, generation) = rebuild::begin(&model, &lessee()).await.expect("reserve");
+    rebuild::complete(&projector, store.clone(), marked, generation, &lessee())
+        .await
+        .expect("the rebuild is not stopped by one event");
+    assert_eq!(model.generations().await.expect("generations").active, generation);
+    let letters = model.dead_letters(0, 10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].position, stray.global_position);
+    assert_eq!(letters[0].course_id, stray.course_id.to_string());
+    // Its position counts as applied: `min_position` reads are not held up by it.
+    assert_eq!(model.watermark(generation).await.expect("watermark"), last_position(&store));
+    let mut expected = in_order_skipping(&store, stray.course_id).await;
+    assert_eq!(model.contents(generation).len(), expected.len());
+    for (id, (summary, _)) in model.contents(generation) {
+        assert_eq!(Some(summary), expected.remove(&id).map(|(s, _)| s));
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_whose_owner_stopped_renewing_is_abandoned_and_its_number_never_reused() {
+    let Setup { store, model, projector } = setup().await;
+    store.course(1);
+    // An owner that reserved generation 2 and died: its lease (of no duration here) has run
+    // out, so the next check abandons the rebuild.
+    let dead = Lessee::new(Duration::ZERO);
+    let (_, orphan) = rebuild::begin(&model, &dead).await.expect("reserve");
+    assert_eq!(orphan, 2);
+    assert_eq!(lease::abandon_orphaned(&model).await.expect("check"), Some(orphan));
+    assert_eq!(
+        model.generations().await.expect("generations"),
+        Generations { active: 1, building: None }
+    );
+    let (marked, generation) = rebuild::begin(&model, &lessee()).await.expect("reserve");
+    assert_eq!(generation, 3, "a number once leased is never reserved again");
+    // A live owner's rebuild is not taken away from it.
+    assert_eq!(lease::abandon_orphaned(&model).await.expect("check"), None, "alive");
+    rebuild::complete(&projector, store.clone(), marked, generation, &lessee())
+        .await
+        .expect("built");
+    assert_eq!(model.contents(3), in_order(&store).await);
 }

@@ -6,6 +6,7 @@ pub mod driver;
 pub mod events;
 mod proxy;
 mod running;
+mod tamper;
 
 use std::time::Duration;
 

@@ -88,6 +88,32 @@ impl Running {
             .expect("rebuild switched over");
     }
 
+    /// The projection status of a query service.
+    pub async fn status(&self) -> course_proto::v1::GetProjectionStatusResponse {
+        self.admin()
+            .get_projection_status(course_proto::v1::GetProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+    }
+
+    /// Polls the projection status until `done` holds for it; 120 s at most.
+    pub async fn status_until(
+        &self,
+        what: &str,
+        done: impl Fn(&course_proto::v1::GetProjectionStatusResponse) -> bool,
+    ) -> course_proto::v1::GetProjectionStatusResponse {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until its health reports `wanted` for `service`.
     pub async fn wait_for(&self, service: &str, wanted: ServingStatus) {
         wait_for_health(&self.channel, service, wanted).await

@@ -49,6 +49,17 @@ pub fn connect(addr: &str, config: Config) -> TestApp {
     TestApp { database_url: config.database_url.clone(), config, running: Running::remote(port) }
 }
 
+/// [`spawn_app_on`], also returning the pool its `EventStoreService` reads on.
+pub async fn spawn_app_with_readers(config: Config) -> (TestApp, command_svc::store::EventStore) {
+    platform::telemetry::init(LogFormat::Text);
+    let app = Application::build(config.clone()).await.expect("app builds");
+    let readers = app.event_store_readers();
+    let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
+    let app = TestApp { database_url: config.database_url.clone(), config, running };
+    app.wait_for_health(ServingStatus::Serving).await;
+    (app, readers)
+}
+
 /// Starts the app without waiting for readiness.
 pub async fn spawn_unready(config: Config) -> TestApp {
     platform::telemetry::init(LogFormat::Text);

@@ -183,3 +183,54 @@ async fn refused_commands_write_no_error_line() {
 fn code<T>(result: Result<T, tonic::Status>) -> Option<Code> {
     result.err().map(|status| status.code())
 }
+
+#[tokio::test]
+async fn a_command_commits_while_every_event_store_reader_connection_is_held() {
+    let database = fresh_database().await;
+    let mut config = config(&database);
+    config.event_store_read_connections = 2;
+    let (app, readers) = spawn_app_with_readers(config).await;
+    let user = Uuid::now_v7();
+    let course = create_course(&app, user, 0).await;
+
+    // Every connection of the readers' pool taken and held, as by readers that never finish:
+    // taken until the pool refuses one (after its acquire timeout).
+    let mut held = Vec::new();
+    while let Ok(transaction) = readers.connection().begin().await {
+        held.push(transaction);
+    }
+    assert_eq!(held.len(), 2, "EVENT_STORE_READ_CONNECTIONS");
+    // Readers are starved now: a read waits for a connection and gives up (UNAVAILABLE).
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        app.event_store().read_stream(v1::ReadStreamRequest {
+            course_id: course.clone(),
+            from_version: 1,
+            max_count: 0,
+        }),
+    )
+    .await
+    .expect("a starved read answers within the pool's acquire timeout");
+    assert_code(read, Code::Unavailable);
+    // Commands are not: they commit on the write pool. (The timeout only detects a failure.)
+    let changed = tokio::time::timeout(
+        Duration::from_secs(30),
+        app.commands().change_course_title(as_user(
+            user,
+            v1::ChangeCourseTitleRequest {
+                course_id: course.clone(),
+                title: "Written while readers starve".into(),
+                ..Default::default()
+            },
+        )),
+    )
+    .await
+    .expect("the command is not stalled by the readers")
+    .expect("the command commits");
+    assert_eq!(changed.into_inner().version, 2);
+
+    for transaction in held {
+        transaction.rollback().await.expect("release");
+    }
+    assert_eq!(app.stream(&course).await.len(), 2, "readers are served again");
+}

@@ -1,8 +1,10 @@
 //! The MongoDB read model.
 //!
 //! One database holds:
-//! * `projection_state`: `{_id: "generations", active, building}` and one
-//!   `{_id: "watermark_g{n}", position}` per generation;
+//! * `projection_state`: `{_id: "generations", active, building}`, one
+//!   `{_id: "watermark_g{n}", position}` per generation and one
+//!   `{_id: "lease_g{n}", owner, expires_at}` per generation ever reserved for a rebuild;
+//! * `dead_letters`: events the projection could not apply, `_id` = global position;
 //! * per generation `n`: `courses_g{n}` (one document per course, `_id` = course id, with its
 //!   sections and participants), `comments_g{n}` (one document per comment) and `applied_g{n}`
 //!   (positions applied above the watermark).

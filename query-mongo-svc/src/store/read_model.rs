@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use projection::audit::{AuditSection, AuditView};
+use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary};
+use projection::lease::RebuildLease;
 use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
@@ -16,6 +18,27 @@ use super::{GENERATIONS_ID, MongoReadModel, classify, is_duplicate_key};
 
 /// Applied positions read per step when advancing a watermark.
 const ADVANCE_BATCH: i64 = 512;
+
+/// Collection of dead letters: `{_id: position, event_id, course_id, version, reason,
+/// recorded_at}` (time in milliseconds).
+const DEAD_LETTERS: &str = "dead_letters";
+
+fn lease_id(generation: u32) -> String {
+    format!("lease_g{generation}")
+}
+
+fn dead_letter_of(doc: &Document) -> DeadLetter {
+    let text = |field: &str| doc.get_str(field).unwrap_or_default().to_owned();
+    let millis = doc.get_i64("recorded_at").unwrap_or_default();
+    DeadLetter {
+        position: int(doc.get("_id")),
+        event_id: text("event_id"),
+        course_id: text("course_id"),
+        version: int(doc.get("version")),
+        reason: text("reason"),
+        recorded_at: chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default(),
+    }
+}
 
 fn watermark_id(generation: u32) -> String {
     format!("watermark_g{generation}")
@@ -262,6 +285,96 @@ impl ReadModel for MongoReadModel {
             .await
             .map_err(classify)?;
         Ok(int(doc.as_ref().and_then(|d| d.get("position"))))
+    }
+
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), ReadModelError> {
+        let record = doc! {
+            "_id": as_i64(letter.position),
+            "event_id": &letter.event_id,
+            "course_id": &letter.course_id,
+            "version": as_i64(letter.version),
+            "reason": &letter.reason,
+            "recorded_at": letter.recorded_at.timestamp_millis(),
+        };
+        self.db
+            .collection::<Document>(DEAD_LETTERS)
+            .replace_one(doc! { "_id": as_i64(letter.position) }, record)
+            .upsert(true)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let docs: Vec<Document> = self
+            .db
+            .collection::<Document>(DEAD_LETTERS)
+            .find(doc! { "_id": { "$gt": as_i64(after) } })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(classify)?
+            .try_collect()
+            .await
+            .map_err(classify)?;
+        Ok(docs.iter().map(dead_letter_of).collect())
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, ReadModelError> {
+        self.db
+            .collection::<Document>(DEAD_LETTERS)
+            .count_documents(doc! {})
+            .await
+            .map_err(classify)
+    }
+
+    async fn remove_dead_letter(&self, position: u64) -> Result<(), ReadModelError> {
+        self.db
+            .collection::<Document>(DEAD_LETTERS)
+            .delete_one(doc! { "_id": as_i64(position) })
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn put_rebuild_lease(
+        &self,
+        generation: u32,
+        lease: &RebuildLease,
+    ) -> Result<(), ReadModelError> {
+        let update = doc! { "$set": {
+            "owner": &lease.owner,
+            "expires_at": lease.expires_at.timestamp_millis(),
+        } };
+        match self
+            .state()
+            .update_one(doc! { "_id": lease_id(generation) }, update)
+            .upsert(true)
+            .await
+        {
+            // Two renewals creating it at once: the other one wrote it.
+            Err(err) if is_duplicate_key(&err) => Ok(()),
+            Err(err) => Err(classify(err)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn rebuild_lease(&self, generation: u32) -> Result<Option<RebuildLease>, ReadModelError> {
+        let doc =
+            self.state().find_one(doc! { "_id": lease_id(generation) }).await.map_err(classify)?;
+        Ok(doc.map(|doc| RebuildLease {
+            owner: doc.get_str("owner").unwrap_or_default().to_owned(),
+            // Unreadable: treated as expired.
+            expires_at: doc
+                .get_i64("expires_at")
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .unwrap_or_default(),
+        }))
     }
 
     /// The whole course document (summary, participants, sections) and the number of its

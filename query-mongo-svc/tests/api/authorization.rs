@@ -88,6 +88,23 @@ async fn documents_and_comments_answer_each_kind_of_caller_as_the_table_says() {
         Code::PermissionDenied
     );
     assert_eq!(code(admin.get_projection_status(as_operator(status())).await), Code::Ok);
+    let list = v1::ListDeadLettersRequest::default;
+    let replay = || v1::ReplayDeadLettersRequest {};
+    assert_eq!(code(admin.list_dead_letters(list()).await), Code::Unauthenticated);
+    assert_eq!(code(admin.replay_dead_letters(replay()).await), Code::Unauthenticated);
+    for token in [&user, &service] {
+        assert_eq!(
+            code(admin.list_dead_letters(with_token(token, list())).await),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            code(admin.replay_dead_letters(with_token(token, replay())).await),
+            Code::PermissionDenied
+        );
+    }
+    assert_eq!(code(admin.list_dead_letters(as_operator(list())).await), Code::Ok);
+    assert_eq!(code(admin.replay_dead_letters(as_operator(replay())).await), Code::Ok);
+
     let audit = v1::AuditReadModelRequest::default;
     assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
     for token in [&user, &service] {

@@ -47,6 +47,7 @@ pub struct QuerySetup {
     pub database: String,
     pub mongodb_uri: String,
     pub read_your_writes_timeout_ms: u64,
+    pub rebuild_lease_ms: u64,
 }
 
 impl QuerySetup {
@@ -58,6 +59,7 @@ impl QuerySetup {
             database: fresh_database(),
             mongodb_uri: mongo_uri(),
             read_your_writes_timeout_ms: 10_000,
+            rebuild_lease_ms: 30_000,
         }
     }
 }
@@ -136,7 +138,48 @@ pub async fn start_query(
     setup: QuerySetup,
     status: ServingStatus,
 ) -> QueryApp {
-    let config = Config {
+    let app = Application::build(query_config(event_store_url, &setup))
+        .await
+        .expect("query-mongo-svc builds");
+    let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
+    running.wait_for("course.v1.CourseQueryService", status).await;
+    QueryApp { setup, running }
+}
+
+/// A query-mongo-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down at
+/// once: every task of the service stops where it is, as if its process were killed.
+pub struct Crashable {
+    pub query: QueryApp,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Crashable {
+    pub fn crash(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+/// [`spawn_query`] in a runtime of its own.
+pub async fn spawn_crashable_query(event_store_url: &str, setup: QuerySetup) -> Crashable {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (bound, port) = tokio::sync::oneshot::channel();
+    let config = query_config(event_store_url, &setup);
+    runtime.spawn(async move {
+        let app = Application::build(config).await.expect("query-mongo-svc builds");
+        let _ = bound.send(app.port());
+        app.run_until_stopped(std::future::pending()).await
+    });
+    let running = Running::remote(port.await.expect("built"));
+    running.wait_for("course.v1.CourseQueryService", ServingStatus::Serving).await;
+    Crashable { query: QueryApp { setup, running }, runtime }
+}
+
+fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {
+    Config {
         mongodb_uri: setup.mongodb_uri.clone(),
         mongodb_database: setup.database.clone(),
         queue_name: setup.queue.clone(),
@@ -145,15 +188,12 @@ pub async fn start_query(
         log_format: LogFormat::Text,
         projection: ProjectionArgs {
             read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
+            rebuild_lease_ms: setup.rebuild_lease_ms,
             event_store_token: Some(testkit::service_token()),
             ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
         },
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-    };
-    let app = Application::build(config).await.expect("query-mongo-svc builds");
-    let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
-    running.wait_for("course.v1.CourseQueryService", status).await;
-    QueryApp { setup, running }
+    }
 }
 
 /// command-svc and one query service on its exchange.

@@ -5,6 +5,7 @@
 mod audit;
 mod authorization;
 mod courses;
+mod dead_letters;
 mod edge;
 mod helpers;
 mod people;

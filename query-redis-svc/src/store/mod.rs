@@ -13,6 +13,9 @@
 //! | `P g:user:{id}:courses` | zset (lex) | `{joined_ms}:{course}` of a user's enrolments |
 //! | `P g:user:{id}:joined` | hash | course → their member above |
 //! | `P g:applied`, `P g:watermark` | zset, string | applied positions above the contiguous watermark |
+//! | `P deadletters` | zset | positions of dead letters (scored by position) |
+//! | `P deadletter:{position}` | hash | one dead letter: `event_id`, `course_id`, `version`, `reason`, `recorded_at` |
+//! | `P lease:{g}` | hash | the rebuild lease of generation `g`: `owner`, `expires_at` (ms) |
 //!
 //! Every course of a batch is one Lua script call (`scripts::SAVE_COURSE`), all of them in one
 //! pipeline (`bulk`): it checks the course hash's version and applies the summary and every index change
@@ -98,6 +101,18 @@ impl RedisReadModel {
 
     pub(crate) fn key(&self, generation: u32, rest: &str) -> String {
         format!("{}{generation}:{rest}", self.prefix)
+    }
+
+    pub(crate) fn dead_letters_key(&self) -> String {
+        format!("{}deadletters", self.prefix)
+    }
+
+    pub(crate) fn dead_letter_key(&self, position: u64) -> String {
+        format!("{}deadletter:{position}", self.prefix)
+    }
+
+    pub(crate) fn lease_key(&self, generation: u32) -> String {
+        format!("{}lease:{generation}", self.prefix)
     }
 
     pub(crate) fn course_key(&self, generation: u32, course: Uuid) -> String {

@@ -3,14 +3,19 @@
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
+use chrono::DateTime;
+use fred::prelude::{
+    ClientLike, HashesInterface, KeysInterface, SortedSetsInterface, TransactionInterface,
+};
 use fred::types::{ClusterHash, CustomCommand};
 use projection::audit::AuditView;
+use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary};
+use projection::lease::RebuildLease;
 use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
-use super::records::{Joined, parse_summary};
+use super::records::{Joined, parse_dead_letter, parse_summary};
 use super::{RedisReadModel, classify};
 
 #[async_trait]
@@ -189,6 +194,120 @@ impl ReadModel for RedisReadModel {
             .await
             .map_err(classify)?;
         Ok(watermark)
+    }
+
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), ReadModelError> {
+        let fields: Vec<(&str, String)> = vec![
+            ("event_id", letter.event_id.clone()),
+            ("course_id", letter.course_id.clone()),
+            ("version", letter.version.to_string()),
+            ("reason", letter.reason.clone()),
+            ("recorded_at", letter.recorded_at.timestamp_millis().to_string()),
+        ];
+        let transaction = self.client.multi();
+        let _: () = transaction
+            .hset(self.dead_letter_key(letter.position), fields)
+            .await
+            .map_err(classify)?;
+        let _: () = transaction
+            .zadd(
+                self.dead_letters_key(),
+                None,
+                None,
+                false,
+                false,
+                (letter.position as f64, letter.position.to_string()),
+            )
+            .await
+            .map_err(classify)?;
+        let _: () = transaction.exec(true).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let positions: Vec<String> = self
+            .client
+            .custom(
+                CustomCommand::new("ZRANGE", ClusterHash::FirstKey, false),
+                vec![
+                    self.dead_letters_key(),
+                    format!("({after}"),
+                    "+inf".to_owned(),
+                    "BYSCORE".to_owned(),
+                    "LIMIT".to_owned(),
+                    "0".to_owned(),
+                    limit.to_string(),
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        let positions: Vec<u64> = positions.iter().filter_map(|p| p.parse().ok()).collect();
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for position in &positions {
+            let _: () =
+                pipeline.hgetall(self.dead_letter_key(*position)).await.map_err(classify)?;
+        }
+        let hashes: Vec<HashMap<String, String>> = pipeline.all().await.map_err(classify)?;
+        positions
+            .iter()
+            .zip(&hashes)
+            .map(|(position, hash)| {
+                parse_dead_letter(*position, hash).ok_or_else(|| {
+                    ReadModelError::Unexpected(anyhow::anyhow!(
+                        "dead letter {position}: malformed hash"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, ReadModelError> {
+        self.client.zcard(self.dead_letters_key()).await.map_err(classify)
+    }
+
+    async fn remove_dead_letter(&self, position: u64) -> Result<(), ReadModelError> {
+        let transaction = self.client.multi();
+        let _: () = transaction
+            .zrem(self.dead_letters_key(), position.to_string())
+            .await
+            .map_err(classify)?;
+        let _: () = transaction.del(self.dead_letter_key(position)).await.map_err(classify)?;
+        let _: () = transaction.exec(true).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn put_rebuild_lease(
+        &self,
+        generation: u32,
+        lease: &RebuildLease,
+    ) -> Result<(), ReadModelError> {
+        let fields: Vec<(&str, String)> = vec![
+            ("owner", lease.owner.clone()),
+            ("expires_at", lease.expires_at.timestamp_millis().to_string()),
+        ];
+        self.client.hset(self.lease_key(generation), fields).await.map_err(classify)
+    }
+
+    async fn rebuild_lease(&self, generation: u32) -> Result<Option<RebuildLease>, ReadModelError> {
+        let hash: HashMap<String, String> =
+            self.client.hgetall(self.lease_key(generation)).await.map_err(classify)?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let expires_at = hash
+            .get("expires_at")
+            .and_then(|ms| ms.parse().ok())
+            .and_then(DateTime::from_timestamp_millis)
+            // Unreadable: treated as expired.
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        Ok(Some(RebuildLease { owner: hash.get("owner").cloned().unwrap_or_default(), expires_at }))
     }
 
     /// The summary, the participant set, and which users' own enrolment index lists the

@@ -1,10 +1,11 @@
 //! How the catalog stores a course summary (one Redis hash) and a membership (a sorted-set
-//! member `{joined_ms}:{id}` that sorts by time).
+//! member `{joined_ms}:{id}` that sorts by time), and a dead letter (one hash).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use course_domain::CourseStatus;
+use projection::dead_letter::DeadLetter;
 use projection::fold::CourseSummary;
 use uuid::Uuid;
 
@@ -95,6 +96,21 @@ pub(crate) fn parse_summary(hash: &HashMap<String, String>) -> Option<CourseSumm
         comment_count: number("comment_count")? as u32,
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,
+    })
+}
+
+pub(crate) fn parse_dead_letter(
+    position: u64,
+    hash: &HashMap<String, String>,
+) -> Option<DeadLetter> {
+    let get = |field: &str| hash.get(field).cloned().unwrap_or_default();
+    Some(DeadLetter {
+        position,
+        event_id: get("event_id"),
+        course_id: get("course_id"),
+        version: get("version").parse().ok()?,
+        reason: get("reason"),
+        recorded_at: DateTime::from_timestamp_millis(get("recorded_at").parse().ok()?)?,
     })
 }
 

@@ -83,6 +83,39 @@ pub async fn start_catalog(config: Config, status: ServingStatus) -> Catalog {
     Catalog { config, metrics_port, port, running }
 }
 
+/// A query-redis-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down
+/// at once: every task of the service stops where it is, as if its process were killed.
+pub struct Crashable {
+    pub catalog: Catalog,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Crashable {
+    pub fn crash(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+/// Starts query-redis-svc with `config` in a runtime of its own and waits until it serves.
+pub async fn spawn_crashable_catalog(config: Config) -> Crashable {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (ports, bound) = tokio::sync::oneshot::channel();
+    let app_config = config.clone();
+    runtime.spawn(async move {
+        let app = Application::build(app_config).await.expect("query-redis-svc builds");
+        let _ = ports.send((app.port(), app.metrics_port()));
+        app.run_until_stopped(std::future::pending()).await
+    });
+    let (port, metrics_port) = bound.await.expect("built");
+    let running = Running::remote(port);
+    running.wait_for("course.v1.CatalogQueryService", ServingStatus::Serving).await;
+    Crashable { catalog: Catalog { config, metrics_port, port, running }, runtime }
+}
+
 /// command-svc publishing to a fresh exchange, and a catalog consuming it.
 pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
     let exchange = unique("test.events");
