@@ -203,6 +203,11 @@ async fn both_read_models_agree_with_the_event_store_after_a_thousand_mixed_comm
     let mongo = start_mongo(&command, &exchange).await;
     let (courses, succeeded) = mixed_run(command.commands(), 1_000).await;
     assert!(succeeded >= 400, "a good share of the mix succeeds ({succeeded} of 1000)");
+    // Acknowledged means committed; the audit reads what is sequenced. Wait for every
+    // course's creation to be numbered before comparing counts.
+    for id in &courses {
+        testkit::events::events_until(&command, id, 1).await;
+    }
 
     // The audit of each read model (`ProjectionAdminService.AuditReadModel`) compares every
     // course with the event store: version, status, texts, counts, participants, and what each
