@@ -62,7 +62,8 @@ case "${1:-start}" in
     export EVENT_STORE_TOKEN
     EVENT_STORE_URL="http://$COMMAND_ADDR" QUEUE_NAME="${QUEUE_PREFIX}query-redis.course-events" \
       start_one query-redis-svc "$REDIS_QUERY_ADDR" course.v1.CatalogQueryService "$bin/query-redis-svc"
-    if [ -x "$bin/query-mongo-svc" ]; then
+    # WITHOUT_MONGO=1 (make bench): the MongoDB read model is not started.
+    if [ -x "$bin/query-mongo-svc" ] && [ -z "${WITHOUT_MONGO:-}" ]; then
       EVENT_STORE_URL="http://$COMMAND_ADDR" QUEUE_NAME="${QUEUE_PREFIX}query-mongo.course-events" \
         start_one query-mongo-svc "$MONGO_QUERY_ADDR" course.v1.CourseQueryService "$bin/query-mongo-svc"
     fi
