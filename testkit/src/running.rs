@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use course_proto::v1;
 use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
 use platform::auth::Credential;
 use tokio::sync::oneshot;
@@ -112,6 +113,45 @@ impl Running {
             assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// The first page of dead letters (the default page size).
+    pub async fn dead_letters(&self) -> v1::ListDeadLettersResponse {
+        self.admin()
+            .list_dead_letters(v1::ListDeadLettersRequest::default())
+            .await
+            .expect("list dead letters")
+            .into_inner()
+    }
+
+    /// Starts a rebuild (and waits for its switch when `wait`); returns its generation.
+    pub async fn rebuild(&self, wait: bool) -> u32 {
+        self.admin()
+            .rebuild_read_model(v1::RebuildReadModelRequest { wait })
+            .await
+            .expect("the rebuild starts (and, waited for, finishes)")
+            .into_inner()
+            .generation
+    }
+
+    /// Replays the dead letters; returns (replayed, still failing).
+    pub async fn replay_dead_letters(&self) -> (u32, u32) {
+        let replay = self
+            .admin()
+            .replay_dead_letters(v1::ReplayDeadLettersRequest {})
+            .await
+            .expect("replay")
+            .into_inner();
+        (replay.replayed, replay.still_failing)
+    }
+
+    /// Audits the read model, listing `max_differences` differences at most.
+    pub async fn audit(&self, max_differences: u32) -> v1::AuditReadModelResponse {
+        self.admin()
+            .audit_read_model(v1::AuditReadModelRequest { max_differences, ..Default::default() })
+            .await
+            .expect("audit")
+            .into_inner()
     }
 
     /// Waits until its health reports `wanted` for `service`.
