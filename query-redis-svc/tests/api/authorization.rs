@@ -15,17 +15,10 @@ fn code<T>(result: Result<T, Status>) -> Code {
 #[tokio::test]
 async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
     let (command, catalog) = spawn_mesh().await;
-    let mut c = command.commands();
     let (instructor, alice, mallory) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let id = c
-        .create_course(as_user(instructor, create_request(10)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = create_course(&command, instructor, create_request(10)).await;
     present(&command, instructor, &id).await;
-    let version =
-        c.join_course(as_user(alice, join_request(&id))).await.expect("join").into_inner().version;
+    let version = join(&command, alice, &id).await;
     catalog.course_at(&id, version).await;
     let mut q = catalog.anonymous();
 
@@ -62,15 +55,7 @@ async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
         assert_eq!(page.participants[0].user_id, alice.to_string());
     }
     // One who left is no longer a participant.
-    let left = c
-        .leave_course(as_user(
-            alice,
-            v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("leave")
-        .into_inner()
-        .version;
+    let left = leave(&command, alice, &id).await;
     catalog.course_at(&id, left).await;
     assert_eq!(
         code(q.list_course_participants(as_user(alice, members())).await),

@@ -8,7 +8,9 @@ use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_redis_svc::Application;
 use query_redis_svc::config::Config;
-pub use testkit::driver::{create_course, create_request, join, join_request, leave, present};
+pub use testkit::driver::{
+    activate, add_section, comment, create_course, create_request, join, leave, present,
+};
 use testkit::{CommandSvc, Running, ServingStatus, as_user, spawn_command_svc, unique};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
