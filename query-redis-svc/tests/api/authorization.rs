@@ -122,7 +122,7 @@ async fn the_admin_rpcs_are_for_operators_only() {
 async fn a_query_service_without_an_event_store_credential_does_not_start() {
     let (command, _catalog) = spawn_mesh().await;
     let mut config = config(&command, &testkit::unique("test.events"));
-    config.projection.event_store_token = None;
+    config.service.projection.event_store_token = None;
     let error = query_redis_svc::Application::build(config).await.err().expect("refused");
     assert!(format!("{error:#}").contains("EVENT_STORE_TOKEN"), "{error:#}");
 }

@@ -132,13 +132,13 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     let exchange = unique("test.events");
     let command = spawn_command_svc(&exchange).await;
     let mut shared = config(&command, &exchange);
-    shared.projection.rebuild_lease_ms = 1_000;
+    shared.service.projection.rebuild_lease_ms = 1_000;
     // Each instance has a queue of its own, so that a killed one's broker connection, if it
     // lingers, holds no event another one needs.
     let instance = |event_store_url: &str| {
         let mut config = shared.clone();
-        config.queue_name = unique("test.catalog");
-        config.projection.event_store_url = event_store_url.to_owned();
+        config.service.queue_name = unique("test.catalog");
+        config.service.projection.event_store_url = event_store_url.to_owned();
         config
     };
     workload(&command, 3, 4).await;

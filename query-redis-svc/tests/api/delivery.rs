@@ -106,7 +106,7 @@ async fn rig() -> Rig {
     let command = spawn_command_svc(&exchange).await;
     let reference = spawn_catalog(config(&command, &exchange)).await;
     let (fed, silent) = hand_fed_batched_catalog(&command, 500, 1000).await;
-    let (keep_open, dead) = dead_letters(&fed.config.queue_name).await;
+    let (keep_open, dead) = dead_letters(&fed.config.service.queue_name).await;
     let courses = workload(&command, 2, 4).await;
     for (id, version) in &courses {
         reference.course_at(id, *version).await;

@@ -256,7 +256,7 @@ async fn bad_arguments_unknown_courses_and_other_users_are_refused_precisely() {
 
     // A version that never comes: a bounded wait, then a clear "behind".
     let mut config = catalog.config.clone();
-    config.projection.read_your_writes_timeout_ms = 200;
+    config.service.projection.read_your_writes_timeout_ms = 200;
     let quick = spawn_catalog(config).await;
     let status = quick
         .client()
