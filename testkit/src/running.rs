@@ -154,6 +154,15 @@ impl Running {
             .into_inner()
     }
 
+    /// Waits until no rebuild is marked as building (a crashed one's abandoned) and
+    /// `active` is the served generation.
+    pub async fn wait_for_no_rebuild(&self, active: u32) {
+        self.status_until("no rebuild in progress", |s| {
+            s.building_generation == 0 && s.active_generation == active
+        })
+        .await;
+    }
+
     /// Waits until its health reports `wanted` for `service`.
     pub async fn wait_for(&self, service: &str, wanted: ServingStatus) {
         wait_for_health(&self.channel, service, wanted).await

@@ -91,11 +91,11 @@ async fn dead_letters(
 /// longer than the publishing), a consumer of its dead letters, and a reference catalog that
 /// has applied a small workload (whose events are `events`, in global order).
 struct Rig {
-    command: testkit::CommandSvc,
+    _command: testkit::CommandSvc,
     reference: Catalog,
     fed: Catalog,
     silent: String,
-    keep_open: (messaging::Pool, messaging::lapin::Channel),
+    _keep_open: (messaging::Pool, messaging::lapin::Channel),
     dead: messaging::lapin::Consumer,
     courses: Vec<(String, u64)>,
     events: Vec<EventEnvelope>,
@@ -112,7 +112,7 @@ async fn rig() -> Rig {
         reference.course_at(id, *version).await;
     }
     let events = testkit::events::all(&command, 0).await;
-    Rig { command, reference, fed, silent, keep_open, dead, courses, events }
+    Rig { _command: command, reference, fed, silent, _keep_open: keep_open, dead, courses, events }
 }
 
 /// Publishes every course's events newest first, then all events again in order, to `fed`,
@@ -161,58 +161,40 @@ async fn duplicates_and_reorders_across_batch_boundaries_leave_the_in_order_stat
 
 #[tokio::test]
 async fn a_poison_message_inside_a_batch_is_dead_lettered_and_the_rest_of_the_batch_applies() {
-    let Rig {
-        command: _command,
-        reference,
-        fed,
-        silent,
-        keep_open: _keep_open,
-        mut dead,
-        courses,
-        events,
-    } = rig().await;
+    let mut rig = rig().await;
     let poison = b"\xff\xfe definitely not protobuf".to_vec();
-    let middle = events.len() / 2;
-    let mut bodies: Vec<Vec<u8>> = events[..middle].iter().map(body).collect();
+    let middle = rig.events.len() / 2;
+    let mut bodies: Vec<Vec<u8>> = rig.events[..middle].iter().map(body).collect();
     bodies.push(poison.clone());
-    bodies.extend(events[middle..].iter().map(body));
-    publish_raw(&silent, &bodies).await;
+    bodies.extend(rig.events[middle..].iter().map(body));
+    publish_raw(&rig.silent, &bodies).await;
 
-    let letter = tokio::time::timeout(WAIT, dead.next()).await.expect("dead-lettered in time");
+    let letter = tokio::time::timeout(WAIT, rig.dead.next()).await.expect("dead-lettered in time");
     assert_eq!(letter.expect("delivery").expect("ok").data, poison);
-    for (id, version) in &courses {
-        fed.course_at(id, *version).await;
+    for (id, version) in &rig.courses {
+        rig.fed.course_at(id, *version).await;
     }
-    assert_eq!(fed.snapshot().await, reference.snapshot().await);
+    assert_eq!(rig.fed.snapshot().await, rig.reference.snapshot().await);
 }
 
 #[tokio::test]
 async fn an_event_that_never_fits_is_dead_lettered_without_holding_up_its_batch() {
-    let Rig {
-        command: _command,
-        reference,
-        fed,
-        silent,
-        keep_open: _keep_open,
-        mut dead,
-        courses,
-        events,
-    } = rig().await;
+    let mut rig = rig().await;
     // A well-formed event of a course the event store has never heard of: its gap cannot be
     // filled, so it is requeued until the delivery limit parks it.
-    let mut stray = events[1].clone();
+    let mut stray = rig.events[1].clone();
     stray.course_id = Uuid::now_v7().to_string();
     stray.version = 2;
     let mut bodies: Vec<Vec<u8>> = vec![body(&stray)];
-    bodies.extend(events.iter().map(body));
-    publish_raw(&silent, &bodies).await;
+    bodies.extend(rig.events.iter().map(body));
+    publish_raw(&rig.silent, &bodies).await;
 
-    for (id, version) in &courses {
-        fed.course_at(id, *version).await;
+    for (id, version) in &rig.courses {
+        rig.fed.course_at(id, *version).await;
     }
-    let letter = tokio::time::timeout(WAIT, dead.next()).await.expect("dead-lettered in time");
+    let letter = tokio::time::timeout(WAIT, rig.dead.next()).await.expect("dead-lettered in time");
     assert_eq!(letter.expect("delivery").expect("ok").data, body(&stray));
-    assert_eq!(fed.snapshot().await, reference.snapshot().await);
+    assert_eq!(rig.fed.snapshot().await, rig.reference.snapshot().await);
 }
 
 #[tokio::test]
