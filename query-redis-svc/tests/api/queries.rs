@@ -8,7 +8,6 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_use_case_shows_up_in_every_catalog_rpc() {
     let (command, catalog) = spawn_mesh().await;
-    let mut c = command.commands();
     let mut q = catalog.client();
     let (instructor, alice, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
@@ -20,26 +19,8 @@ async fn every_use_case_shows_up_in_every_catalog_rpc() {
     );
     assert_eq!(created.instructor_id, instructor.to_string());
 
-    c.change_course_title(as_user(
-        instructor,
-        v1::ChangeCourseTitleRequest {
-            course_id: id.clone(),
-            title: "CQRS".into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .expect("title");
-    c.change_course_description(as_user(
-        instructor,
-        v1::ChangeCourseDescriptionRequest {
-            course_id: id.clone(),
-            description: "Read models".into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .expect("description");
+    testkit::driver::change_title(&command, instructor, &id, "CQRS").await;
+    testkit::driver::change_description(&command, instructor, &id, "Read models").await;
     add_section(&command, instructor, &id, "Intro").await;
     present(&command, instructor, &id).await;
     join(&command, alice, &id).await;
