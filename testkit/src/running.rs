@@ -154,6 +154,51 @@ impl Running {
             .into_inner()
     }
 
+    /// The README's authorization row for `ProjectionAdminService`, checked against this
+    /// service: every admin RPC refuses an anonymous caller (UNAUTHENTICATED) and a user's or a
+    /// service's token (PERMISSION_DENIED); an operator may read the status, list and replay
+    /// dead letters and audit (a rebuild is left out: it would start one).
+    pub async fn assert_admin_is_for_operators_only(&self) {
+        fn code<T>(result: Result<T, tonic::Status>) -> tonic::Code {
+            result.map(|_| tonic::Code::Ok).unwrap_or_else(|status| status.code())
+        }
+        fn request<T>(token: Option<&String>, message: T) -> tonic::Request<T> {
+            match token {
+                Some(token) => crate::with_token(token, message),
+                None => tonic::Request::new(message),
+            }
+        }
+        let mut admin = self.anonymous_admin();
+        let status = || v1::GetProjectionStatusRequest {};
+        let rebuild = v1::RebuildReadModelRequest::default;
+        let list = v1::ListDeadLettersRequest::default;
+        let replay = || v1::ReplayDeadLettersRequest {};
+        let audit = v1::AuditReadModelRequest::default;
+        let user = crate::token(uuid::Uuid::now_v7());
+        let service = crate::service_token();
+        for (who, token, wanted) in [
+            ("anonymous", None, tonic::Code::Unauthenticated),
+            ("user", Some(&user), tonic::Code::PermissionDenied),
+            ("service", Some(&service), tonic::Code::PermissionDenied),
+        ] {
+            let codes = [
+                code(admin.get_projection_status(request(token, status())).await),
+                code(admin.rebuild_read_model(request(token, rebuild())).await),
+                code(admin.list_dead_letters(request(token, list())).await),
+                code(admin.replay_dead_letters(request(token, replay())).await),
+                code(admin.audit_read_model(request(token, audit())).await),
+            ];
+            assert_eq!(codes, [wanted; 5], "{who}: status, rebuild, list, replay, audit");
+        }
+        let codes = [
+            code(admin.get_projection_status(crate::as_operator(status())).await),
+            code(admin.list_dead_letters(crate::as_operator(list())).await),
+            code(admin.replay_dead_letters(crate::as_operator(replay())).await),
+            code(admin.audit_read_model(crate::as_operator(audit())).await),
+        ];
+        assert_eq!(codes, [tonic::Code::Ok; 4], "operator: status, list, replay, audit");
+    }
+
     /// Waits until no rebuild is marked as building (a crashed one's abandoned) and
     /// `active` is the served generation.
     pub async fn wait_for_no_rebuild(&self, active: u32) {

@@ -76,46 +76,7 @@ async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
 #[tokio::test]
 async fn the_admin_rpcs_are_for_operators_only() {
     let (_command, catalog) = spawn_mesh().await;
-    let mut admin = catalog.anonymous_admin();
-    let status = || v1::GetProjectionStatusRequest {};
-    let rebuild = v1::RebuildReadModelRequest::default;
-    let list = v1::ListDeadLettersRequest::default;
-    let replay = || v1::ReplayDeadLettersRequest {};
-    assert_eq!(code(admin.get_projection_status(status()).await), Code::Unauthenticated);
-    assert_eq!(code(admin.rebuild_read_model(rebuild()).await), Code::Unauthenticated);
-    assert_eq!(code(admin.list_dead_letters(list()).await), Code::Unauthenticated);
-    assert_eq!(code(admin.replay_dead_letters(replay()).await), Code::Unauthenticated);
-    for token in [testkit::token(Uuid::now_v7()), testkit::service_token()] {
-        assert_eq!(
-            code(admin.get_projection_status(with_token(&token, status())).await),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            code(admin.rebuild_read_model(with_token(&token, rebuild())).await),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            code(admin.list_dead_letters(with_token(&token, list())).await),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            code(admin.replay_dead_letters(with_token(&token, replay())).await),
-            Code::PermissionDenied
-        );
-    }
-    assert_eq!(code(admin.get_projection_status(as_operator(status())).await), Code::Ok);
-    assert_eq!(code(admin.list_dead_letters(as_operator(list())).await), Code::Ok);
-    assert_eq!(code(admin.replay_dead_letters(as_operator(replay())).await), Code::Ok);
-
-    let audit = v1::AuditReadModelRequest::default;
-    assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
-    for token in [testkit::token(Uuid::now_v7()), testkit::service_token()] {
-        assert_eq!(
-            code(admin.audit_read_model(with_token(&token, audit())).await),
-            Code::PermissionDenied
-        );
-    }
-    assert_eq!(code(admin.audit_read_model(as_operator(audit())).await), Code::Ok);
+    catalog.assert_admin_is_for_operators_only().await;
 }
 
 #[tokio::test]
