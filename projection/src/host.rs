@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use platform::auth::ROLE_OPERATOR;
 use platform::server::{Access, GrpcServer, Policy, ServerArgs};
+use platform::telemetry::LogFormat;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -31,23 +32,35 @@ pub const ADMIN_METHODS: &[&str] = &[
     "ReplayDeadLetters",
 ];
 
-/// Where and how a query service runs.
-#[derive(Debug, Clone, Copy)]
-pub struct HostConfig<'a> {
-    /// Process name, for logs.
-    pub name: &'static str,
-    /// gRPC listen address.
+/// The settings every query service takes, flattened into its `Config`. Each service gives
+/// the listen addresses and the queue defaults of its own with [`default_to`]:
+/// `#[command(mut_arg("grpc_listen", default_to("0.0.0.0:50052")))]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    /// This read model's durable queue, shared by its replicas (dead letters go to
+    /// `<queue>.dlq`).
+    #[arg(long, env = "QUEUE_NAME")]
+    pub queue_name: String,
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "GRPC_LISTEN")]
     pub grpc_listen: SocketAddr,
-    /// Metrics listen address.
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`).
+    #[arg(long, env = "METRICS_LISTEN")]
     pub metrics_listen: SocketAddr,
-    /// Server limits, keep-alive and token verification.
-    pub server: &'a ServerArgs,
-    /// Where the events come from.
-    pub projection: &'a ProjectionArgs,
-    /// This read model's queue.
-    pub queue: &'a str,
-    /// Names under which `grpc.health.v1` reports (the service's own, and "").
-    pub health_names: &'static [&'static str],
+    /// Where the events come from and how they are consumed.
+    #[command(flatten)]
+    pub projection: ProjectionArgs,
+    /// The gRPC server: limits, keep-alive, bearer-token verification.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// A service's default for one of the [`ServiceArgs`] that have none of their own.
+pub fn default_to(value: &'static str) -> impl FnOnce(clap::Arg) -> clap::Arg {
+    move |arg| arg.default_value(value).required(false)
 }
 
 /// A bound query service, not yet serving.
@@ -63,21 +76,27 @@ pub struct QueryHost<M: ReadModel> {
 impl<M: ReadModel> QueryHost<M> {
     /// Validates the settings and binds both listeners. The storage, RabbitMQ and the event
     /// store are reached lazily: the service starts (NOT_SERVING) while they are down.
-    pub async fn bind(model: M, config: HostConfig<'_>) -> anyhow::Result<Self> {
-        let runtime = Runtime::new(model, config.projection.runtime(config.queue)?)?;
+    /// `name` is the process's name, for logs; `health_names` the names under which
+    /// `grpc.health.v1` reports (the service's own, and "").
+    pub async fn bind(
+        model: M,
+        name: &'static str,
+        health_names: &'static [&'static str],
+        config: &ServiceArgs,
+    ) -> anyhow::Result<Self> {
+        let runtime = Runtime::new(model, config.projection.runtime(&config.queue_name)?)?;
         let server =
-            GrpcServer::bind(config.grpc_listen, config.server.clone(), config.health_names)
-                .await?;
+            GrpcServer::bind(config.grpc_listen, config.server.clone(), health_names).await?;
         let metrics = platform::metrics::bind(config.metrics_listen).await.with_context(|| {
             format!("cannot listen on METRICS_LISTEN {}", config.metrics_listen)
         })?;
         platform::metrics::recorder();
         Ok(Self {
-            name: config.name,
+            name,
             server,
             runtime,
             metrics,
-            health_names: config.health_names,
+            health_names,
             read_your_writes_timeout: config.projection.read_your_writes_timeout(),
         })
     }

@@ -1,15 +1,18 @@
 //! Command-line and environment configuration.
 
-use std::net::SocketAddr;
-
 use clap::Parser;
-use platform::server::ServerArgs;
-use platform::telemetry::LogFormat;
-use projection::ProjectionArgs;
+use projection::host::{ServiceArgs, default_to};
 
 /// Course documents, search and statistics from the MongoDB read model.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "query-mongo-svc", version, about)]
+#[command(
+    name = "query-mongo-svc",
+    version,
+    about,
+    mut_arg("queue_name", default_to("query-mongo.course-events")),
+    mut_arg("grpc_listen", default_to("0.0.0.0:50053")),
+    mut_arg("metrics_listen", default_to("0.0.0.0:9092"))
+)]
 pub struct Config {
     /// MongoDB connection string (a replica set in production).
     #[arg(
@@ -22,25 +25,9 @@ pub struct Config {
     /// Database that holds the read model.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "course_read")]
     pub mongodb_database: String,
-    /// This read model's durable queue, shared by its replicas (dead letters go to
-    /// `<queue>.dlq`).
-    #[arg(long, env = "QUEUE_NAME", default_value = "query-mongo.course-events")]
-    pub queue_name: String,
-    /// Address the gRPC server listens on.
-    #[arg(long, env = "GRPC_LISTEN", default_value = "0.0.0.0:50053")]
-    pub grpc_listen: SocketAddr,
-    /// Address of the Prometheus metrics endpoint (`GET /metrics`).
-    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9092")]
-    pub metrics_listen: SocketAddr,
-    /// The gRPC server: limits, keep-alive, bearer-token verification.
+    /// Queue, listen addresses, events, server and log format, as every query service.
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// Log line format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// Where the events come from and how they are consumed.
-    #[command(flatten)]
-    pub projection: ProjectionArgs,
+    pub service: ServiceArgs,
 }
 
 #[cfg(test)]
@@ -88,21 +75,24 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let config = Config::try_parse_from(["query-mongo-svc"]).expect("parses");
         assert_eq!(config.mongodb_database, "course_read");
-        assert_eq!(config.queue_name, "query-mongo.course-events");
-        assert_eq!(config.grpc_listen.port(), 50053);
-        assert_eq!((config.projection.delivery_limit, config.projection.prefetch), (5, 1024));
-        assert_eq!(config.projection.read_your_writes_timeout(), Duration::from_secs(2));
-        assert!(!config.projection.rebuild_on_start);
+        assert_eq!(config.service.queue_name, "query-mongo.course-events");
+        assert_eq!(config.service.grpc_listen.port(), 50053);
+        assert_eq!(
+            (config.service.projection.delivery_limit, config.service.projection.prefetch),
+            (5, 1024)
+        );
+        assert_eq!(config.service.projection.read_your_writes_timeout(), Duration::from_secs(2));
+        assert!(!config.service.projection.rebuild_on_start);
         let config = Config::try_parse_from(["query-mongo-svc", "--rebuild-on-start"]).expect("ok");
-        assert!(config.projection.rebuild_on_start);
+        assert!(config.service.projection.rebuild_on_start);
     }
 
     #[test]
     fn a_missing_event_store_credential_is_refused_at_start_up() {
         let config = Config::try_parse_from(["query-mongo-svc"]).expect("parses");
-        assert!(config.projection.runtime("q").is_err());
+        assert!(config.service.projection.runtime("q").is_err());
         let config =
             Config::try_parse_from(["query-mongo-svc", "--event-store-token", "t"]).expect("ok");
-        assert!(config.projection.runtime("q").is_ok());
+        assert!(config.service.projection.runtime("q").is_ok());
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use course_proto::v1::course_query_service_server::CourseQueryServiceServer;
 use platform::retry::{next_delay, reconnect_backoff};
 use platform::server::{Access, Policy};
-use projection::host::{HostConfig, QueryHost};
+use projection::host::QueryHost;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -48,20 +48,8 @@ impl Application {
         let model = MongoReadModel::connect(&config.mongodb_uri, &config.mongodb_database)
             .await
             .context("invalid MONGODB_URI")?;
-        let host = QueryHost::bind(
-            model,
-            HostConfig {
-                name: "query-mongo-svc",
-                grpc_listen: config.grpc_listen,
-                metrics_listen: config.metrics_listen,
-                server: &config.server,
-                projection: &config.projection,
-                queue: &config.queue_name,
-                health_names: HEALTH_NAMES,
-            },
-        )
-        .await?;
-        tracing::info!(database = %config.mongodb_database, queue = %config.queue_name, "read model in MongoDB");
+        let host = QueryHost::bind(model, "query-mongo-svc", HEALTH_NAMES, &config.service).await?;
+        tracing::info!(database = %config.mongodb_database, queue = %config.service.queue_name, "read model in MongoDB");
         Ok(Self { host })
     }
 

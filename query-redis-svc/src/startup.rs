@@ -5,7 +5,7 @@ use std::future::Future;
 use anyhow::Context;
 use course_proto::v1::catalog_query_service_server::CatalogQueryServiceServer;
 use platform::server::{Access, Policy};
-use projection::host::{HostConfig, QueryHost};
+use projection::host::QueryHost;
 use tonic::service::Routes;
 
 use crate::config::Config;
@@ -43,19 +43,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let model = RedisReadModel::connect(&config.redis_url, &config.redis_key_prefix)
             .context("invalid REDIS_URL")?;
-        let host = QueryHost::bind(
-            model,
-            HostConfig {
-                name: "query-redis-svc",
-                grpc_listen: config.grpc_listen,
-                metrics_listen: config.metrics_listen,
-                server: &config.server,
-                projection: &config.projection,
-                queue: &config.queue_name,
-                health_names: HEALTH_NAMES,
-            },
-        )
-        .await?;
+        let host = QueryHost::bind(model, "query-redis-svc", HEALTH_NAMES, &config.service).await?;
         Ok(Self { host })
     }
 

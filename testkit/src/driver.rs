@@ -67,6 +67,46 @@ pub async fn open_course(
     id
 }
 
+/// ChangeCourseTitle.
+pub async fn change_title(
+    svc: &impl Commands,
+    instructor: Uuid,
+    course_id: &str,
+    title: &str,
+) -> u64 {
+    let request = v1::ChangeCourseTitleRequest {
+        course_id: course_id.into(),
+        title: title.into(),
+        ..Default::default()
+    };
+    svc.commands()
+        .change_course_title(as_user(instructor, request))
+        .await
+        .expect("title changed")
+        .into_inner()
+        .version
+}
+
+/// ChangeCourseDescription.
+pub async fn change_description(
+    svc: &impl Commands,
+    instructor: Uuid,
+    course_id: &str,
+    description: &str,
+) -> u64 {
+    let request = v1::ChangeCourseDescriptionRequest {
+        course_id: course_id.into(),
+        description: description.into(),
+        ..Default::default()
+    };
+    svc.commands()
+        .change_course_description(as_user(instructor, request))
+        .await
+        .expect("description changed")
+        .into_inner()
+        .version
+}
+
 /// PresentCourse.
 pub async fn present(svc: &impl Commands, instructor: Uuid, course_id: &str) -> u64 {
     let request = v1::PresentCourseRequest { course_id: course_id.into(), ..Default::default() };

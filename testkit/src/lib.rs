@@ -20,6 +20,8 @@ use futures::StreamExt;
 use platform::auth::{AuthArgs, Credential, ROLE_OPERATOR, ROLE_SERVICE, mint_hs256_with_roles};
 use platform::server::ServerArgs;
 use platform::telemetry::LogFormat;
+use projection::ProjectionArgs;
+use projection::host::ServiceArgs;
 pub use proxy::TcpProxy;
 pub use running::{Running, Shutdown};
 use sea_orm::{ConnectionTrait, Database};
@@ -145,6 +147,19 @@ impl EventStore for CommandSvc {
 /// generous request timeout for the slow shared test machine.
 pub fn server_args() -> ServerArgs {
     ServerArgs { request_timeout_ms: 30_000, ..ServerArgs::with_auth(AuthArgs::hs256(SECRET)) }
+}
+
+/// A query service's own settings in a test: `queue_name`, `projection`, both listeners on a
+/// free port, [`server_args`] and text logs.
+pub fn service_args(queue_name: String, projection: ProjectionArgs) -> ServiceArgs {
+    ServiceArgs {
+        queue_name,
+        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        projection,
+        server: server_args(),
+        log_format: LogFormat::Text,
+    }
 }
 
 /// A token with the `service` role, as a query service's EVENT_STORE_TOKEN.

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use course_proto::v1;
 use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
 use platform::auth::Credential;
 use tokio::sync::oneshot;
@@ -112,6 +113,99 @@ impl Running {
             assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// The first page of dead letters (the default page size).
+    pub async fn dead_letters(&self) -> v1::ListDeadLettersResponse {
+        self.admin()
+            .list_dead_letters(v1::ListDeadLettersRequest::default())
+            .await
+            .expect("list dead letters")
+            .into_inner()
+    }
+
+    /// Starts a rebuild (and waits for its switch when `wait`); returns its generation.
+    pub async fn rebuild(&self, wait: bool) -> u32 {
+        self.admin()
+            .rebuild_read_model(v1::RebuildReadModelRequest { wait })
+            .await
+            .expect("the rebuild starts (and, waited for, finishes)")
+            .into_inner()
+            .generation
+    }
+
+    /// Replays the dead letters; returns (replayed, still failing).
+    pub async fn replay_dead_letters(&self) -> (u32, u32) {
+        let replay = self
+            .admin()
+            .replay_dead_letters(v1::ReplayDeadLettersRequest {})
+            .await
+            .expect("replay")
+            .into_inner();
+        (replay.replayed, replay.still_failing)
+    }
+
+    /// Audits the read model, listing `max_differences` differences at most.
+    pub async fn audit(&self, max_differences: u32) -> v1::AuditReadModelResponse {
+        self.admin()
+            .audit_read_model(v1::AuditReadModelRequest { max_differences, ..Default::default() })
+            .await
+            .expect("audit")
+            .into_inner()
+    }
+
+    /// The README's authorization row for `ProjectionAdminService`, checked against this
+    /// service: every admin RPC refuses an anonymous caller (UNAUTHENTICATED) and a user's or a
+    /// service's token (PERMISSION_DENIED); an operator may read the status, list and replay
+    /// dead letters and audit (a rebuild is left out: it would start one).
+    pub async fn assert_admin_is_for_operators_only(&self) {
+        fn code<T>(result: Result<T, tonic::Status>) -> tonic::Code {
+            result.map(|_| tonic::Code::Ok).unwrap_or_else(|status| status.code())
+        }
+        fn request<T>(token: Option<&String>, message: T) -> tonic::Request<T> {
+            match token {
+                Some(token) => crate::with_token(token, message),
+                None => tonic::Request::new(message),
+            }
+        }
+        let mut admin = self.anonymous_admin();
+        let status = || v1::GetProjectionStatusRequest {};
+        let rebuild = v1::RebuildReadModelRequest::default;
+        let list = v1::ListDeadLettersRequest::default;
+        let replay = || v1::ReplayDeadLettersRequest {};
+        let audit = v1::AuditReadModelRequest::default;
+        let user = crate::token(uuid::Uuid::now_v7());
+        let service = crate::service_token();
+        for (who, token, wanted) in [
+            ("anonymous", None, tonic::Code::Unauthenticated),
+            ("user", Some(&user), tonic::Code::PermissionDenied),
+            ("service", Some(&service), tonic::Code::PermissionDenied),
+        ] {
+            let codes = [
+                code(admin.get_projection_status(request(token, status())).await),
+                code(admin.rebuild_read_model(request(token, rebuild())).await),
+                code(admin.list_dead_letters(request(token, list())).await),
+                code(admin.replay_dead_letters(request(token, replay())).await),
+                code(admin.audit_read_model(request(token, audit())).await),
+            ];
+            assert_eq!(codes, [wanted; 5], "{who}: status, rebuild, list, replay, audit");
+        }
+        let codes = [
+            code(admin.get_projection_status(crate::as_operator(status())).await),
+            code(admin.list_dead_letters(crate::as_operator(list())).await),
+            code(admin.replay_dead_letters(crate::as_operator(replay())).await),
+            code(admin.audit_read_model(crate::as_operator(audit())).await),
+        ];
+        assert_eq!(codes, [tonic::Code::Ok; 4], "operator: status, list, replay, audit");
+    }
+
+    /// Waits until no rebuild is marked as building (a crashed one's abandoned) and
+    /// `active` is the served generation.
+    pub async fn wait_for_no_rebuild(&self, active: u32) {
+        self.status_until("no rebuild in progress", |s| {
+            s.building_generation == 0 && s.active_generation == active
+        })
+        .await;
     }
 
     /// Waits until its health reports `wanted` for `service`.

@@ -278,21 +278,30 @@ async fn snapshotted_course(app: &TestApp, db: &DatabaseConnection) -> String {
     id
 }
 
-#[tokio::test]
-async fn a_restarted_service_decides_from_the_snapshot_and_the_events_after_it() {
+/// A course snapshotted by a service that is then restarted, its stored snapshot marked in
+/// between with a limit of six participants that no event ever set (and with `also_set`,
+/// further assignments each ending in a comma); returns the restarted service, its database
+/// and the course's id.
+async fn restarted_over_marked_snapshot(also_set: &str) -> (TestApp, DatabaseConnection, String) {
     let app = spawn_app_on(snapshot_config(&fresh_database().await)).await;
     let db = sql(&app.database_url).await;
     let id = snapshotted_course(&app, &db).await;
-    // Mark the snapshot: a limit of six participants that no event ever set. If the restarted
-    // service reads the snapshot (and the joins after it), the course is full.
     execute(
         &db,
         format!(
-            "UPDATE snapshots SET state = jsonb_set(state, '{{max_participants}}', '6') WHERE stream_id = '{id}'"
+            "UPDATE snapshots SET {also_set}state = jsonb_set(state, '{{max_participants}}', '6') \
+             WHERE stream_id = '{id}'"
         ),
     )
     .await;
-    let app = app.restart().await;
+    (app.restart().await, db, id)
+}
+
+#[tokio::test]
+async fn a_restarted_service_decides_from_the_snapshot_and_the_events_after_it() {
+    // If the restarted service reads the marked snapshot (and the joins after it), the course
+    // is full.
+    let (app, _db, id) = restarted_over_marked_snapshot("").await;
     let status = assert_code(
         app.commands().join_course(as_user(Uuid::now_v7(), join_request(&id))).await,
         Code::FailedPrecondition,
@@ -302,20 +311,9 @@ async fn a_restarted_service_decides_from_the_snapshot_and_the_events_after_it()
 
 #[tokio::test]
 async fn a_snapshot_of_another_shape_is_ignored_and_replaced() {
-    let app = spawn_app_on(snapshot_config(&fresh_database().await)).await;
-    let db = sql(&app.database_url).await;
-    let id = snapshotted_course(&app, &db).await;
     // The same marked limit, but in an older shape: it must not be read.
-    execute(
-        &db,
-        format!(
-            "UPDATE snapshots SET schema_version = {}, state = jsonb_set(state, '{{max_participants}}', '6') \
-             WHERE stream_id = '{id}'",
-            SNAPSHOT_SCHEMA - 1
-        ),
-    )
-    .await;
-    let app = app.restart().await;
+    let older = format!("schema_version = {}, ", SNAPSHOT_SCHEMA - 1);
+    let (app, db, id) = restarted_over_marked_snapshot(&older).await;
     let joined = app
         .commands()
         .join_course(as_user(Uuid::now_v7(), join_request(&id)))

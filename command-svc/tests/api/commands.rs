@@ -1,4 +1,5 @@
 use course_proto::v1::{self, event_envelope::Payload};
+use testkit::driver;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
@@ -59,72 +60,15 @@ async fn the_whole_course_story_runs_through_every_command() {
         .into_inner();
     assert_eq!((section.version, section.position), (4, 1));
     Uuid::parse_str(&section.section_id).expect("section id is a UUID");
-    let r = c
-        .present_course(as_user(
-            instructor,
-            v1::PresentCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("present")
-        .into_inner();
-    assert_eq!(r.version, 5);
-    assert_eq!(
-        c.join_course(as_user(alice, join_request(&id)))
-            .await
-            .expect("alice joins")
-            .into_inner()
-            .version,
-        6
-    );
-    assert_eq!(
-        c.join_course(as_user(bob, join_request(&id)))
-            .await
-            .expect("bob joins")
-            .into_inner()
-            .version,
-        7
-    );
-    let r = c
-        .activate_course(as_user(
-            instructor,
-            v1::ActivateCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("activate")
-        .into_inner();
-    assert_eq!(r.version, 8);
-    let comment = c
-        .comment_course(as_user(
-            alice,
-            v1::CommentCourseRequest {
-                course_id: id.clone(),
-                text: "Loving it".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("comment")
-        .into_inner();
-    assert_eq!(comment.version, 9);
-    Uuid::parse_str(&comment.comment_id).expect("comment id is a UUID");
-    let r = c
-        .leave_course(as_user(
-            bob,
-            v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("leave")
-        .into_inner();
-    assert_eq!(r.version, 10);
-    let r = c
-        .complete_course(as_user(
-            instructor,
-            v1::CompleteCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("complete")
-        .into_inner();
-    assert_eq!(r.version, 11);
+    assert_eq!(driver::present(&app, instructor, &id).await, 5);
+    assert_eq!(driver::join(&app, alice, &id).await, 6);
+    assert_eq!(driver::join(&app, bob, &id).await, 7);
+    assert_eq!(driver::activate(&app, instructor, &id).await, 8);
+    let (version, comment_id) = driver::comment(&app, alice, &id, "Loving it").await;
+    assert_eq!(version, 9);
+    Uuid::parse_str(&comment_id).expect("comment id is a UUID");
+    assert_eq!(driver::leave(&app, bob, &id).await, 10);
+    assert_eq!(driver::complete(&app, instructor, &id).await, 11);
 
     let events = app.stream(&id).await;
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -155,7 +99,7 @@ async fn the_whole_course_story_runs_through_every_command() {
         Some(Payload::CourseCommented(p)) => {
             assert_eq!(
                 (p.author_id.as_str(), p.comment_id.as_str()),
-                (alice.to_string().as_str(), comment.comment_id.as_str())
+                (alice.to_string().as_str(), comment_id.as_str())
             )
         }
         other => panic!("unexpected payload {other:?}"),

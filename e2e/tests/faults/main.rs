@@ -276,12 +276,10 @@ impl Mesh {
         let redis_config = query_redis_svc::config::Config {
             redis_url,
             redis_key_prefix: format!("{}:", unique("e2e.faults")),
-            queue_name: unique("e2e.faults.catalog"),
-            projection: projection(&redis_broker_url),
-            grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-            server: testkit::server_args(),
-            log_format: LogFormat::Text,
+            service: testkit::service_args(
+                unique("e2e.faults.catalog"),
+                projection(&redis_broker_url),
+            ),
         };
         let (redis, redis_port) =
             start_redis(redis_config.clone(), vec![redis_broker.clone(), redis_storage.clone()])
@@ -298,11 +296,8 @@ impl Mesh {
             mongo_uri.trim_end_matches('/')
         );
         mongo_config.mongodb_database = format!("e2e_faults_{}", Uuid::new_v4().simple());
-        mongo_config.projection = projection(&mongo_broker_url);
-        mongo_config.queue_name = unique("e2e.faults.courses");
-        mongo_config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
-        mongo_config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
-        mongo_config.server = testkit::server_args();
+        mongo_config.service =
+            testkit::service_args(unique("e2e.faults.courses"), projection(&mongo_broker_url));
         let (mongo, mongo_port) =
             start_mongo(mongo_config.clone(), vec![mongo_broker.clone(), mongo_storage.clone()])
                 .await;

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use course_proto::v1::{self, course_command_service_client::CourseCommandServiceClient};
-use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use testkit::{ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
 use tokio::sync::Mutex;
@@ -15,16 +14,14 @@ async fn start_redis(command: &testkit::CommandSvc, exchange: &str) -> Channel {
         redis_url: std::env::var("TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         redis_key_prefix: format!("{}:", unique("e2e")),
-        queue_name: unique("e2e.catalog"),
-        projection: ProjectionArgs {
-            read_your_writes_timeout_ms: 30_000,
-            event_store_token: Some(testkit::service_token()),
-            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
-        },
-        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-        server: testkit::server_args(),
-        log_format: LogFormat::Text,
+        service: testkit::service_args(
+            unique("e2e.catalog"),
+            ProjectionArgs {
+                read_your_writes_timeout_ms: 30_000,
+                event_store_token: Some(testkit::service_token()),
+                ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
+            },
+        ),
     };
     let app = query_redis_svc::Application::build(config).await.expect("redis service");
     let channel = channel(app.port());
@@ -40,15 +37,14 @@ async fn start_mongo(command: &testkit::CommandSvc, exchange: &str) -> Channel {
     config.mongodb_uri =
         std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
     config.mongodb_database = format!("e2e_{}", Uuid::new_v4().simple());
-    config.projection = ProjectionArgs {
-        read_your_writes_timeout_ms: 30_000,
-        event_store_token: Some(testkit::service_token()),
-        ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
-    };
-    config.queue_name = unique("e2e.courses");
-    config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
-    config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
-    config.server = testkit::server_args();
+    config.service = testkit::service_args(
+        unique("e2e.courses"),
+        ProjectionArgs {
+            read_your_writes_timeout_ms: 30_000,
+            event_store_token: Some(testkit::service_token()),
+            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, &command.url)
+        },
+    );
     let app = query_mongo_svc::Application::build(config).await.expect("mongo service");
     let channel = channel(app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));

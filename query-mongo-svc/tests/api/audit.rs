@@ -2,21 +2,11 @@
 //! nothing to report after a normal run; each kind of damage done to MongoDB behind the
 //! service's back is reported under its field.
 
-use course_proto::v1;
 use mongodb::bson::{Document, doc};
 use query_mongo_svc::store::MongoReadModel;
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-async fn audit(query: &QueryApp) -> v1::AuditReadModelResponse {
-    query
-        .admin()
-        .audit_read_model(v1::AuditReadModelRequest { max_differences: 50, ..Default::default() })
-        .await
-        .expect("audit")
-        .into_inner()
-}
 
 #[tokio::test]
 async fn an_audit_finds_nothing_after_a_normal_run_and_names_each_damaged_part() {
@@ -34,7 +24,7 @@ async fn an_audit_finds_nothing_after_a_normal_run_and_names_each_damaged_part()
     let course = details(&env.query, &id, version).await;
     details(&env.query, &other, 1).await;
 
-    let report = audit(&env.query).await;
+    let report = env.query.audit(50).await;
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
     assert_eq!((report.courses_in_store, report.courses_in_read_model), (2, 2));
     assert_eq!(report.read_model_position, report.audited_position);
@@ -65,7 +55,7 @@ async fn an_audit_finds_nothing_after_a_normal_run_and_names_each_damaged_part()
     let stranger = Uuid::now_v7().to_string();
     courses.insert_one(doc! { "_id": &stranger }).await.expect("insert stranger");
 
-    let report = audit(&env.query).await;
+    let report = env.query.audit(50).await;
     let mut found: Vec<(String, String, String, String)> = report
         .differences
         .iter()

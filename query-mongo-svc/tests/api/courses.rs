@@ -12,29 +12,8 @@ async fn a_course_document_shows_every_detail_with_sections_in_order() {
     let (cmd, instructor, alice, bob) =
         (&env.command, Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let id = create(cmd, instructor, "Rust", "Programming").await;
-    let mut commands = cmd.commands();
-    commands
-        .change_course_title(testkit::as_user(
-            instructor,
-            v1::ChangeCourseTitleRequest {
-                course_id: id.clone(),
-                title: "Rust for backends".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("title");
-    commands
-        .change_course_description(testkit::as_user(
-            instructor,
-            v1::ChangeCourseDescriptionRequest {
-                course_id: id.clone(),
-                description: "Ownership, async, services".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("description");
+    testkit::driver::change_title(cmd, instructor, &id, "Rust for backends").await;
+    testkit::driver::change_description(cmd, instructor, &id, "Ownership, async, services").await;
     for title in ["Intro", "Ownership", "Async"] {
         add_section(cmd, instructor, &id, title).await;
     }

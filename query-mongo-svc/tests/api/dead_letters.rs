@@ -1,7 +1,6 @@
 //! Stuck states of issue 12 on MongoDB: an event that cannot be applied must not freeze the
 //! watermark or a rebuild, and a rebuild whose process died must not block every later one.
 
-use course_proto::v1;
 use projection::{Generations, ReadModel};
 use query_mongo_svc::store::MongoReadModel;
 use testkit::{ServingStatus, unique, wait_for_health};
@@ -22,14 +21,7 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
 
     // A second CourseCreated as version 2, written straight into the store: sequenced and
     // published like any event, but it never fits the course (nor does it in a rebuild).
-    command
-        .tamper(&format!(
-            "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, \
-             payload, metadata, occurred_at) \
-             SELECT gen_random_uuid(), stream_id, 2, event_type, schema_version, payload, \
-             metadata, now() FROM events WHERE stream_id = '{id}' AND version = 1"
-        ))
-        .await;
+    command.duplicate_creation(&id).await;
     let poison = position_of(command, &id, 2).await;
 
     // The watermark moves past it: a read that waits for its position answers.
@@ -39,12 +31,7 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     assert!(status.applied_position >= poison);
     wait_for_health(&query.channel(), DEGRADED, ServingStatus::NotServing).await;
     wait_for_health(&query.channel(), "course.v1.CourseQueryService", ServingStatus::Serving).await;
-    let letters = query
-        .admin()
-        .list_dead_letters(v1::ListDeadLettersRequest::default())
-        .await
-        .expect("list")
-        .into_inner();
+    let letters = query.dead_letters().await;
     assert_eq!(letters.dead_letters.len(), 1);
     let letter = &letters.dead_letters[0];
     assert_eq!((letter.global_position, letter.course_id.as_str()), (poison, id.as_str()));
@@ -52,32 +39,15 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     assert!(letter.reason.contains("does not follow"), "reason: {}", letter.reason);
 
     // A rebuild over a store holding it finishes, recording it again.
-    let generation = query
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: true })
-        .await
-        .expect("the rebuild finishes")
-        .into_inner()
-        .generation;
+    let generation = query.rebuild(true).await;
     let status = query.status_until("switched", |s| s.building_generation == 0).await;
     assert_eq!(status.active_generation, generation);
     assert!(status.applied_position >= poison);
     assert_eq!((status.degraded, status.dead_letter_count), (true, 1));
 
     // The operator repairs the stored event; a replay applies it and the read model is whole.
-    command
-        .tamper(&format!(
-            "UPDATE events SET event_type = 'CourseTitleChanged', schema_version = 1, \
-             payload = '{{\"title\": \"Repaired\"}}' WHERE stream_id = '{id}' AND version = 2"
-        ))
-        .await;
-    let replay = query
-        .admin()
-        .replay_dead_letters(v1::ReplayDeadLettersRequest {})
-        .await
-        .expect("replay")
-        .into_inner();
-    assert_eq!((replay.replayed, replay.still_failing), (1, 0));
+    command.repair_as_title_change(&id, 2, "Repaired").await;
+    assert_eq!(query.replay_dead_letters().await, (1, 0));
     assert_eq!(details(query, &id, 2).await.title, "Repaired");
     let status = query.status_until("whole again", |s| !s.degraded).await;
     assert_eq!(status.dead_letter_count, 0);
@@ -106,14 +76,7 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_store = format!("http://{}", black_hole.local_addr().expect("addr"));
     let doomed = spawn_crashable_query(&silent_store, instance()).await;
-    let generation = doomed
-        .query
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: false })
-        .await
-        .expect("rebuild started")
-        .into_inner()
-        .generation;
+    let generation = doomed.query.rebuild(false).await;
     assert_eq!(generation, 2);
     doomed.crash();
     let model =
@@ -126,19 +89,9 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
 
     // A new instance abandons the orphaned rebuild once its lease has expired ...
     let survivor = spawn_query(&command.url, instance()).await;
-    survivor
-        .status_until("orphaned rebuild abandoned", |s| {
-            s.building_generation == 0 && s.active_generation == 1
-        })
-        .await;
+    survivor.wait_for_no_rebuild(1).await;
     // ... and a new rebuild succeeds (numbered past the abandoned one).
-    let rebuilt = survivor
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: true })
-        .await
-        .expect("a new rebuild succeeds")
-        .into_inner()
-        .generation;
+    let rebuilt = survivor.rebuild(true).await;
     assert_eq!(rebuilt, 3);
     // Live events go to one generation: the new one.
     let next = create(&command, Uuid::now_v7(), "After", "Safety").await;

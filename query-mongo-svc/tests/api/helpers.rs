@@ -5,7 +5,6 @@
 use course_proto::v1;
 use course_proto::v1::course_query_service_client::CourseQueryServiceClient;
 use platform::auth::Credential;
-use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_mongo_svc::Application;
 use query_mongo_svc::config::Config;
@@ -182,17 +181,15 @@ fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {
     Config {
         mongodb_uri: setup.mongodb_uri.clone(),
         mongodb_database: setup.database.clone(),
-        queue_name: setup.queue.clone(),
-        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        server: testkit::server_args(),
-        log_format: LogFormat::Text,
-        projection: ProjectionArgs {
-            read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
-            rebuild_lease_ms: setup.rebuild_lease_ms,
-            event_store_token: Some(testkit::service_token()),
-            ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
-        },
-        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        service: testkit::service_args(
+            setup.queue.clone(),
+            ProjectionArgs {
+                read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
+                rebuild_lease_ms: setup.rebuild_lease_ms,
+                event_store_token: Some(testkit::service_token()),
+                ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
+            },
+        ),
     }
 }
 

@@ -107,20 +107,8 @@ async fn while_mongodb_is_unreachable_reads_are_unavailable_and_events_wait_for_
     assert!(!status.message().contains("127.0.0.1"), "no internal detail: {}", status.message());
     query.wait_for("", ServingStatus::NotServing).await;
     // A command during the outage: the consumer holds the event until MongoDB is back.
-    let version = command
-        .commands()
-        .change_course_title(testkit::as_user(
-            instructor,
-            v1::ChangeCourseTitleRequest {
-                course_id: id.clone(),
-                title: "After the outage".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("title")
-        .into_inner()
-        .version;
+    let version =
+        testkit::driver::change_title(&command, instructor, &id, "After the outage").await;
 
     proxy.restore();
     query.wait_for("", ServingStatus::Serving).await;

@@ -2,7 +2,6 @@
 //! report after a normal run; each kind of damage done to Redis behind the service's back is
 //! reported under its field.
 
-use course_proto::v1;
 use fred::prelude::{
     Builder, ClientLike, Config as RedisConfig, HashesInterface, SortedSetsInterface,
 };
@@ -20,19 +19,10 @@ async fn settled_mesh() -> (testkit::CommandSvc, Catalog, Vec<(String, u64)>) {
     (command, catalog, courses)
 }
 
-async fn audit(catalog: &Catalog) -> v1::AuditReadModelResponse {
-    catalog
-        .admin()
-        .audit_read_model(v1::AuditReadModelRequest { max_differences: 50, ..Default::default() })
-        .await
-        .expect("audit")
-        .into_inner()
-}
-
 #[tokio::test]
 async fn an_audit_after_a_normal_run_finds_no_difference() {
     let (_command, catalog, courses) = settled_mesh().await;
-    let report = audit(&catalog).await;
+    let report = catalog.audit(50).await;
     assert_eq!(report.difference_count, 0, "{:?}", report.differences);
     assert_eq!(report.courses_in_store, courses.len() as u64);
     assert_eq!(report.courses_in_read_model, courses.len() as u64);
@@ -71,7 +61,7 @@ async fn damage_done_to_redis_is_reported_under_its_field() {
         .await
         .expect("zadd");
 
-    let report = audit(&catalog).await;
+    let report = catalog.audit(50).await;
     let found: Vec<(&str, &str, &str, &str)> = report
         .differences
         .iter()
@@ -91,12 +81,7 @@ async fn damage_done_to_redis_is_reported_under_its_field() {
     assert_eq!(report.courses_in_read_model, courses.len() as u64 + 1);
 
     // `max_differences` bounds the list, not the count.
-    let bounded = catalog
-        .admin()
-        .audit_read_model(v1::AuditReadModelRequest { max_differences: 1, ..Default::default() })
-        .await
-        .expect("audit")
-        .into_inner();
+    let bounded = catalog.audit(1).await;
     assert_eq!((bounded.differences.len(), bounded.difference_count), (1, 4));
 }
 
@@ -111,14 +96,14 @@ async fn an_audit_while_commands_keep_coming_reports_no_difference() {
     });
     let mut audits = 0;
     while audits == 0 || !busy.is_finished() {
-        let report = audit(&catalog).await;
+        let report = catalog.audit(50).await;
         assert_eq!(report.difference_count, 0, "{:?}", report.differences);
         audits += 1;
     }
     for (id, version) in busy.await.expect("workload") {
         catalog.course_at(&id, version).await;
     }
-    let report = audit(&catalog).await;
+    let report = catalog.audit(50).await;
     assert_eq!((report.difference_count, report.courses_in_store), (0, 6), "{report:?}");
     assert!(report.moved_during_audit.is_empty());
 }

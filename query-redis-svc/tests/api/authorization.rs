@@ -15,17 +15,10 @@ fn code<T>(result: Result<T, Status>) -> Code {
 #[tokio::test]
 async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
     let (command, catalog) = spawn_mesh().await;
-    let mut c = command.commands();
     let (instructor, alice, mallory) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let id = c
-        .create_course(as_user(instructor, create_request(10)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = create_course(&command, instructor, create_request(10)).await;
     present(&command, instructor, &id).await;
-    let version =
-        c.join_course(as_user(alice, join_request(&id))).await.expect("join").into_inner().version;
+    let version = join(&command, alice, &id).await;
     catalog.course_at(&id, version).await;
     let mut q = catalog.anonymous();
 
@@ -62,15 +55,7 @@ async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
         assert_eq!(page.participants[0].user_id, alice.to_string());
     }
     // One who left is no longer a participant.
-    let left = c
-        .leave_course(as_user(
-            alice,
-            v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("leave")
-        .into_inner()
-        .version;
+    let left = leave(&command, alice, &id).await;
     catalog.course_at(&id, left).await;
     assert_eq!(
         code(q.list_course_participants(as_user(alice, members())).await),
@@ -91,53 +76,14 @@ async fn every_catalog_rpc_answers_each_kind_of_caller_as_the_table_says() {
 #[tokio::test]
 async fn the_admin_rpcs_are_for_operators_only() {
     let (_command, catalog) = spawn_mesh().await;
-    let mut admin = catalog.anonymous_admin();
-    let status = || v1::GetProjectionStatusRequest {};
-    let rebuild = v1::RebuildReadModelRequest::default;
-    let list = v1::ListDeadLettersRequest::default;
-    let replay = || v1::ReplayDeadLettersRequest {};
-    assert_eq!(code(admin.get_projection_status(status()).await), Code::Unauthenticated);
-    assert_eq!(code(admin.rebuild_read_model(rebuild()).await), Code::Unauthenticated);
-    assert_eq!(code(admin.list_dead_letters(list()).await), Code::Unauthenticated);
-    assert_eq!(code(admin.replay_dead_letters(replay()).await), Code::Unauthenticated);
-    for token in [testkit::token(Uuid::now_v7()), testkit::service_token()] {
-        assert_eq!(
-            code(admin.get_projection_status(with_token(&token, status())).await),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            code(admin.rebuild_read_model(with_token(&token, rebuild())).await),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            code(admin.list_dead_letters(with_token(&token, list())).await),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            code(admin.replay_dead_letters(with_token(&token, replay())).await),
-            Code::PermissionDenied
-        );
-    }
-    assert_eq!(code(admin.get_projection_status(as_operator(status())).await), Code::Ok);
-    assert_eq!(code(admin.list_dead_letters(as_operator(list())).await), Code::Ok);
-    assert_eq!(code(admin.replay_dead_letters(as_operator(replay())).await), Code::Ok);
-
-    let audit = v1::AuditReadModelRequest::default;
-    assert_eq!(code(admin.audit_read_model(audit()).await), Code::Unauthenticated);
-    for token in [testkit::token(Uuid::now_v7()), testkit::service_token()] {
-        assert_eq!(
-            code(admin.audit_read_model(with_token(&token, audit())).await),
-            Code::PermissionDenied
-        );
-    }
-    assert_eq!(code(admin.audit_read_model(as_operator(audit())).await), Code::Ok);
+    catalog.assert_admin_is_for_operators_only().await;
 }
 
 #[tokio::test]
 async fn a_query_service_without_an_event_store_credential_does_not_start() {
     let (command, _catalog) = spawn_mesh().await;
     let mut config = config(&command, &testkit::unique("test.events"));
-    config.projection.event_store_token = None;
+    config.service.projection.event_store_token = None;
     let error = query_redis_svc::Application::build(config).await.err().expect("refused");
     assert!(format!("{error:#}").contains("EVENT_STORE_TOKEN"), "{error:#}");
 }

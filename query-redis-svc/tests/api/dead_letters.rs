@@ -2,32 +2,15 @@
 //! a rebuild, and a rebuild whose process died must not block every later one.
 
 use course_proto::v1;
-use futures::StreamExt;
 use projection::ReadModel;
 use query_redis_svc::store::RedisReadModel;
-use testkit::{ServingStatus, as_user, spawn_command_svc, unique, wait_for_health};
+use testkit::events::position_of;
+use testkit::{ServingStatus, spawn_command_svc, unique, wait_for_health};
 use uuid::Uuid;
 
 use crate::helpers::*;
 
 const DEGRADED: &str = "course.v1.ProjectionHealth";
-
-/// The global position of `course`'s event at `version`, once sequenced.
-async fn position_of(command: &testkit::CommandSvc, course: &str, version: u64) -> u64 {
-    let mut stream = command
-        .event_store()
-        .read_all(v1::ReadAllRequest { from_position: 0, max_count: 0, follow: true })
-        .await
-        .expect("read all")
-        .into_inner();
-    loop {
-        let item = tokio::time::timeout(WAIT, stream.next()).await.expect("in time").expect("open");
-        let event = item.expect("event").event.expect("envelope");
-        if event.course_id == course && event.version == version {
-            return event.global_position;
-        }
-    }
-}
 
 #[tokio::test]
 async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and_a_replay_applies_it_once_repaired()
@@ -36,26 +19,13 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     let command = spawn_command_svc(&exchange).await;
     let catalog = spawn_catalog(config(&command, &exchange)).await;
     let instructor = Uuid::now_v7();
-    let id = command
-        .commands()
-        .create_course(as_user(instructor, create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = create_course(&command, instructor, create_request(0)).await;
     catalog.course_at(&id, 1).await;
     wait_for_health(&catalog.channel(), DEGRADED, ServingStatus::Serving).await;
 
     // A second CourseCreated as version 2, written straight into the store: sequenced and
     // published like any event, but it never fits the course (nor does it in a rebuild).
-    command
-        .tamper(&format!(
-            "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, \
-             payload, metadata, occurred_at) \
-             SELECT gen_random_uuid(), stream_id, 2, event_type, schema_version, payload, \
-             metadata, now() FROM events WHERE stream_id = '{id}' AND version = 1"
-        ))
-        .await;
+    command.duplicate_creation(&id).await;
     let poison = position_of(&command, &id, 2).await;
 
     // The watermark moves past it: a read that waits for its position answers.
@@ -74,12 +44,7 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     wait_for_health(&catalog.channel(), "course.v1.CatalogQueryService", ServingStatus::Serving)
         .await;
 
-    let letters = catalog
-        .admin()
-        .list_dead_letters(v1::ListDeadLettersRequest::default())
-        .await
-        .expect("list")
-        .into_inner();
+    let letters = catalog.dead_letters().await;
     assert_eq!(letters.dead_letters.len(), 1);
     let letter = &letters.dead_letters[0];
     assert_eq!((letter.global_position, letter.course_id.as_str()), (poison, id.as_str()));
@@ -88,37 +53,17 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     assert!(letters.next_page_token.is_empty());
 
     // A rebuild over a store holding it finishes, recording it again.
-    let generation = catalog
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: true })
-        .await
-        .expect("the rebuild finishes")
-        .into_inner()
-        .generation;
+    let generation = catalog.rebuild(true).await;
     let status = catalog.status().await;
     assert_eq!((status.active_generation, status.building_generation), (generation, 0));
     assert!(status.applied_position >= poison);
     assert_eq!((status.degraded, status.dead_letter_count), (true, 1));
 
     // Still broken: a replay keeps it.
-    let replay = catalog
-        .admin()
-        .replay_dead_letters(v1::ReplayDeadLettersRequest {})
-        .await
-        .expect("replay")
-        .into_inner();
-    assert_eq!((replay.replayed, replay.still_failing), (0, 1));
+    assert_eq!(catalog.replay_dead_letters().await, (0, 1));
 
     // The audit names the event it cannot use and leaves its course out, instead of failing.
-    let audit = || async {
-        catalog
-            .admin()
-            .audit_read_model(v1::AuditReadModelRequest::default())
-            .await
-            .expect("the audit runs over a store holding a poison event")
-            .into_inner()
-    };
-    let report = audit().await;
+    let report = catalog.audit(0).await;
     assert_eq!(report.difference_count, 0, "{report:?}");
     assert_eq!(report.unauditable.len(), 1, "{report:?}");
     assert_eq!(
@@ -127,24 +72,13 @@ async fn an_event_that_cannot_be_applied_is_recorded_the_watermark_passes_it_and
     );
 
     // The operator repairs the stored event; a replay applies it and the read model is whole.
-    command
-        .tamper(&format!(
-            "UPDATE events SET event_type = 'CourseTitleChanged', schema_version = 1, \
-             payload = '{{\"title\": \"Repaired\"}}' WHERE stream_id = '{id}' AND version = 2"
-        ))
-        .await;
-    let replay = catalog
-        .admin()
-        .replay_dead_letters(v1::ReplayDeadLettersRequest {})
-        .await
-        .expect("replay")
-        .into_inner();
-    assert_eq!((replay.replayed, replay.still_failing), (1, 0));
+    command.repair_as_title_change(&id, 2, "Repaired").await;
+    assert_eq!(catalog.replay_dead_letters().await, (1, 0));
     assert_eq!(catalog.course_at(&id, 2).await.title, "Repaired");
     let status = catalog.status().await;
     assert_eq!((status.degraded, status.dead_letter_count), (false, 0));
     wait_for_health(&catalog.channel(), DEGRADED, ServingStatus::Serving).await;
-    let report = audit().await;
+    let report = catalog.audit(0).await;
     assert_eq!((report.difference_count, report.unauditable.len()), (0, 0), "{report:?}");
 }
 
@@ -155,25 +89,12 @@ async fn dead_letters_are_listed_in_pages() {
     let catalog = spawn_catalog(config(&command, &exchange)).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let id = command
-            .commands()
-            .create_course(as_user(Uuid::now_v7(), create_request(0)))
-            .await
-            .expect("create")
-            .into_inner()
-            .course_id;
+        let id = create_course(&command, Uuid::now_v7(), create_request(0)).await;
         catalog.course_at(&id, 1).await;
         ids.push(id);
     }
     for id in &ids {
-        command
-            .tamper(&format!(
-                "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, \
-                 payload, metadata, occurred_at) \
-                 SELECT gen_random_uuid(), stream_id, 2, event_type, schema_version, payload, \
-                 metadata, now() FROM events WHERE stream_id = '{id}' AND version = 1"
-            ))
-            .await;
+        command.duplicate_creation(id).await;
     }
     catalog.status_until("three dead letters", |s| s.dead_letter_count == 3).await;
     let mut admin = catalog.admin();
@@ -211,13 +132,13 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     let exchange = unique("test.events");
     let command = spawn_command_svc(&exchange).await;
     let mut shared = config(&command, &exchange);
-    shared.projection.rebuild_lease_ms = 1_000;
+    shared.service.projection.rebuild_lease_ms = 1_000;
     // Each instance has a queue of its own, so that a killed one's broker connection, if it
     // lingers, holds no event another one needs.
     let instance = |event_store_url: &str| {
         let mut config = shared.clone();
-        config.queue_name = unique("test.catalog");
-        config.projection.event_store_url = event_store_url.to_owned();
+        config.service.queue_name = unique("test.catalog");
+        config.service.projection.event_store_url = event_store_url.to_owned();
         config
     };
     workload(&command, 3, 4).await;
@@ -231,14 +152,7 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_store = format!("http://{}", black_hole.local_addr().expect("addr"));
     let doomed = spawn_crashable_catalog(instance(&silent_store)).await;
-    let generation = doomed
-        .catalog
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: false })
-        .await
-        .expect("rebuild started")
-        .into_inner()
-        .generation;
+    let generation = doomed.catalog.rebuild(false).await;
     assert_eq!(generation, 2);
     doomed.crash();
     let model = RedisReadModel::connect(&redis_url(), &shared.redis_key_prefix).expect("redis");
@@ -250,28 +164,12 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
 
     // A new instance abandons the orphaned rebuild once its lease has expired ...
     let survivor = spawn_catalog(instance(&command.url)).await;
-    survivor
-        .status_until("orphaned rebuild abandoned", |s| {
-            s.building_generation == 0 && s.active_generation == 1
-        })
-        .await;
+    survivor.wait_for_no_rebuild(1).await;
     // ... and a new rebuild succeeds (numbered past the abandoned one).
-    let rebuilt = survivor
-        .admin()
-        .rebuild_read_model(v1::RebuildReadModelRequest { wait: true })
-        .await
-        .expect("a new rebuild succeeds")
-        .into_inner()
-        .generation;
+    let rebuilt = survivor.rebuild(true).await;
     assert_eq!(rebuilt, 3);
     // Live events go to one generation: the new one.
-    let id = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = create_course(&command, Uuid::now_v7(), create_request(0)).await;
     survivor.course_at(&id, 1).await;
     assert_eq!(
         model.generations().await.expect("generations"),
@@ -291,21 +189,8 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
 async fn a_build_over_a_store_holding_an_event_that_cannot_be_applied_finishes_and_records_it() {
     let exchange = unique("test.events");
     let command = spawn_command_svc(&exchange).await;
-    let id = command
-        .commands()
-        .create_course(as_user(Uuid::now_v7(), create_request(0)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
-    command
-        .tamper(&format!(
-            "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, \
-             payload, metadata, occurred_at) \
-             SELECT gen_random_uuid(), stream_id, 2, event_type, schema_version, payload, \
-             metadata, now() FROM events WHERE stream_id = '{id}' AND version = 1"
-        ))
-        .await;
+    let id = create_course(&command, Uuid::now_v7(), create_request(0)).await;
+    command.duplicate_creation(&id).await;
     let poison = position_of(&command, &id, 2).await;
 
     // On an exchange nobody publishes to, the only way to the event is the first build's
@@ -315,13 +200,7 @@ async fn a_build_over_a_store_holding_an_event_that_cannot_be_applied_finishes_a
     assert!(status.applied_position >= poison);
     assert_eq!((status.degraded, status.dead_letter_count), (true, 1));
     assert_eq!(catalog.course_at(&id, 1).await.version, 1);
-    let letters = catalog
-        .admin()
-        .list_dead_letters(v1::ListDeadLettersRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .dead_letters;
+    let letters = catalog.dead_letters().await.dead_letters;
     assert_eq!(letters.len(), 1);
     assert_eq!((letters[0].global_position, letters[0].version), (poison, 2));
 }

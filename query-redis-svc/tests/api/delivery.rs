@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use course_proto::v1::{self, EventEnvelope};
+use course_proto::v1::EventEnvelope;
 use futures::StreamExt;
 use messaging::lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use messaging::lapin::types::FieldTable;
@@ -13,45 +13,6 @@ use testkit::{spawn_command_svc, unique};
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-/// The first `count` events of `course`, once sequenced (a global position is given just after
-/// commit), read through a following ReadAll.
-async fn events_of(
-    command: &testkit::CommandSvc,
-    course: &str,
-    count: usize,
-) -> Vec<EventEnvelope> {
-    let mut stream = command
-        .event_store()
-        .read_all(v1::ReadAllRequest { from_position: 0, max_count: 0, follow: true })
-        .await
-        .expect("read all")
-        .into_inner();
-    let mut out = Vec::new();
-    while out.len() < count {
-        let item = tokio::time::timeout(WAIT, stream.next()).await.expect("in time").expect("open");
-        let event = item.expect("event").event.expect("envelope");
-        if event.course_id == course {
-            out.push(event);
-        }
-    }
-    out
-}
-
-/// Every event in the store, in global order.
-async fn all_events(command: &testkit::CommandSvc) -> Vec<EventEnvelope> {
-    let mut stream = command
-        .event_store()
-        .read_all(v1::ReadAllRequest { from_position: 0, max_count: 0, follow: false })
-        .await
-        .expect("read all")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(item) = stream.next().await {
-        out.push(item.expect("event").event.expect("envelope"));
-    }
-    out
-}
 
 async fn publish(exchange: &str, envelopes: &[EventEnvelope]) {
     let pool = messaging::pool(&testkit::rabbitmq_url(), 1).expect("pool");
@@ -126,6 +87,34 @@ async fn dead_letters(
     ((pool, channel), consumer)
 }
 
+/// What the dead-lettering tests start from: a catalog hand-fed in one batch (a linger far
+/// longer than the publishing), a consumer of its dead letters, and a reference catalog that
+/// has applied a small workload (whose events are `events`, in global order).
+struct Rig {
+    _command: testkit::CommandSvc,
+    reference: Catalog,
+    fed: Catalog,
+    silent: String,
+    _keep_open: (messaging::Pool, messaging::lapin::Channel),
+    dead: messaging::lapin::Consumer,
+    courses: Vec<(String, u64)>,
+    events: Vec<EventEnvelope>,
+}
+
+async fn rig() -> Rig {
+    let exchange = unique("test.events");
+    let command = spawn_command_svc(&exchange).await;
+    let reference = spawn_catalog(config(&command, &exchange)).await;
+    let (fed, silent) = hand_fed_batched_catalog(&command, 500, 1000).await;
+    let (keep_open, dead) = dead_letters(&fed.config.service.queue_name).await;
+    let courses = workload(&command, 2, 4).await;
+    for (id, version) in &courses {
+        reference.course_at(id, *version).await;
+    }
+    let events = testkit::events::all(&command, 0).await;
+    Rig { _command: command, reference, fed, silent, _keep_open: keep_open, dead, courses, events }
+}
+
 /// Publishes every course's events newest first, then all events again in order, to `fed`,
 /// and checks that it ends up serving what `reference` serves.
 async fn reversed_then_duplicated(
@@ -135,7 +124,7 @@ async fn reversed_then_duplicated(
     silent: &str,
     courses: &[(String, u64)],
 ) {
-    let events = all_events(command).await;
+    let events = testkit::events::all(command, 0).await;
     let mut reversed = Vec::new();
     for (id, _) in courses {
         let mut of_course: Vec<EventEnvelope> =
@@ -147,7 +136,8 @@ async fn reversed_then_duplicated(
     publish(silent, &events).await;
     let marker = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     reference.course_at(&marker, 1).await;
-    publish(silent, &events_of(command, &marker, 1).await).await;
+    let sequenced = testkit::events::events_until(command, &marker, 1).await;
+    publish(silent, &sequenced[sequenced.len() - 1..]).await;
     fed.course_at(&marker, 1).await; // everything published before it has been handled
     assert_eq!(fed.snapshot().await, reference.snapshot().await);
 }
@@ -171,59 +161,40 @@ async fn duplicates_and_reorders_across_batch_boundaries_leave_the_in_order_stat
 
 #[tokio::test]
 async fn a_poison_message_inside_a_batch_is_dead_lettered_and_the_rest_of_the_batch_applies() {
-    let exchange = unique("test.events");
-    let command = spawn_command_svc(&exchange).await;
-    let reference = spawn_catalog(config(&command, &exchange)).await;
-    // One batch holds everything published below (a linger far longer than the publishing).
-    let (fed, silent) = hand_fed_batched_catalog(&command, 500, 1000).await;
-    let (_connection, mut dead) = dead_letters(&fed.config.queue_name).await;
-    let courses = workload(&command, 2, 4).await;
-    for (id, version) in &courses {
-        reference.course_at(id, *version).await;
-    }
-    let events = all_events(&command).await;
+    let mut rig = rig().await;
     let poison = b"\xff\xfe definitely not protobuf".to_vec();
-    let middle = events.len() / 2;
-    let mut bodies: Vec<Vec<u8>> = events[..middle].iter().map(body).collect();
+    let middle = rig.events.len() / 2;
+    let mut bodies: Vec<Vec<u8>> = rig.events[..middle].iter().map(body).collect();
     bodies.push(poison.clone());
-    bodies.extend(events[middle..].iter().map(body));
-    publish_raw(&silent, &bodies).await;
+    bodies.extend(rig.events[middle..].iter().map(body));
+    publish_raw(&rig.silent, &bodies).await;
 
-    let letter = tokio::time::timeout(WAIT, dead.next()).await.expect("dead-lettered in time");
+    let letter = tokio::time::timeout(WAIT, rig.dead.next()).await.expect("dead-lettered in time");
     assert_eq!(letter.expect("delivery").expect("ok").data, poison);
-    for (id, version) in &courses {
-        fed.course_at(id, *version).await;
+    for (id, version) in &rig.courses {
+        rig.fed.course_at(id, *version).await;
     }
-    assert_eq!(fed.snapshot().await, reference.snapshot().await);
+    assert_eq!(rig.fed.snapshot().await, rig.reference.snapshot().await);
 }
 
 #[tokio::test]
 async fn an_event_that_never_fits_is_dead_lettered_without_holding_up_its_batch() {
-    let exchange = unique("test.events");
-    let command = spawn_command_svc(&exchange).await;
-    let reference = spawn_catalog(config(&command, &exchange)).await;
-    let (fed, silent) = hand_fed_batched_catalog(&command, 500, 1000).await;
-    let (_connection, mut dead) = dead_letters(&fed.config.queue_name).await;
-    let courses = workload(&command, 2, 4).await;
-    for (id, version) in &courses {
-        reference.course_at(id, *version).await;
-    }
-    let events = all_events(&command).await;
+    let mut rig = rig().await;
     // A well-formed event of a course the event store has never heard of: its gap cannot be
     // filled, so it is requeued until the delivery limit parks it.
-    let mut stray = events[1].clone();
+    let mut stray = rig.events[1].clone();
     stray.course_id = Uuid::now_v7().to_string();
     stray.version = 2;
     let mut bodies: Vec<Vec<u8>> = vec![body(&stray)];
-    bodies.extend(events.iter().map(body));
-    publish_raw(&silent, &bodies).await;
+    bodies.extend(rig.events.iter().map(body));
+    publish_raw(&rig.silent, &bodies).await;
 
-    for (id, version) in &courses {
-        fed.course_at(id, *version).await;
+    for (id, version) in &rig.courses {
+        rig.fed.course_at(id, *version).await;
     }
-    let letter = tokio::time::timeout(WAIT, dead.next()).await.expect("dead-lettered in time");
+    let letter = tokio::time::timeout(WAIT, rig.dead.next()).await.expect("dead-lettered in time");
     assert_eq!(letter.expect("delivery").expect("ok").data, body(&stray));
-    assert_eq!(fed.snapshot().await, reference.snapshot().await);
+    assert_eq!(rig.fed.snapshot().await, rig.reference.snapshot().await);
 }
 
 #[tokio::test]

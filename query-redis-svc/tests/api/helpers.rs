@@ -4,11 +4,12 @@ use std::time::Duration;
 use course_proto::v1::catalog_query_service_client::CatalogQueryServiceClient;
 use course_proto::v1::{self, CourseSummary};
 use platform::auth::Credential;
-use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use query_redis_svc::Application;
 use query_redis_svc::config::Config;
-pub use testkit::driver::{create_course, create_request, join, join_request, leave, present};
+pub use testkit::driver::{
+    activate, add_section, comment, create_course, create_request, join, leave, present,
+};
 use testkit::{CommandSvc, Running, ServingStatus, as_user, spawn_command_svc, unique};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -29,27 +30,25 @@ pub fn config_for(event_store_url: &str, exchange: &str) -> Config {
     Config {
         redis_url: redis_url(),
         redis_key_prefix: format!("{}:", unique("test")),
-        queue_name: unique("test.catalog"),
-        projection: ProjectionArgs {
-            delivery_limit: 3,
-            prefetch: 32,
-            read_your_writes_timeout_ms: 10_000,
-            event_store_token: Some(testkit::service_token()),
-            ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, event_store_url)
-        },
-        grpc_listen: "127.0.0.1:0".parse().expect("addr"),
-        server: testkit::server_args(),
-        log_format: LogFormat::Text,
-        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        service: testkit::service_args(
+            unique("test.catalog"),
+            ProjectionArgs {
+                delivery_limit: 3,
+                prefetch: 32,
+                read_your_writes_timeout_ms: 10_000,
+                event_store_token: Some(testkit::service_token()),
+                ..ProjectionArgs::new(&testkit::rabbitmq_url(), exchange, event_store_url)
+            },
+        ),
     }
 }
 
 /// [`config`] with its own batching: `size` events at most, waiting `linger_ms` for more.
 pub fn batched_config(command: &CommandSvc, exchange: &str, size: u16, linger_ms: u64) -> Config {
     let mut config = config(command, exchange);
-    config.projection.batch_size = size;
-    config.projection.batch_linger_ms = linger_ms;
-    config.projection.prefetch = size.saturating_mul(2).max(2);
+    config.service.projection.batch_size = size;
+    config.service.projection.batch_linger_ms = linger_ms;
+    config.service.projection.prefetch = size.saturating_mul(2).max(2);
     config
 }
 

@@ -14,9 +14,9 @@ async fn the_catalog_reconnects_to_redis_and_rabbitmq_by_itself_after_an_outage(
     let broker = TcpProxy::start("127.0.0.1:5672".parse().expect("addr")).await;
     let mut cfg = config(&command, &exchange);
     cfg.redis_url = format!("redis://127.0.0.1:{}", redis.addr.port());
-    cfg.projection.broker.rabbitmq_url =
+    cfg.service.projection.broker.rabbitmq_url =
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", broker.addr.port());
-    cfg.projection.read_your_writes_timeout_ms = 30_000;
+    cfg.service.projection.read_your_writes_timeout_ms = 30_000;
     let catalog = spawn_catalog(cfg).await;
     let instructor = Uuid::now_v7();
     let id = testkit::driver::create_course(&command, instructor, create_request(0)).await;

@@ -8,16 +8,10 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_use_case_shows_up_in_every_catalog_rpc() {
     let (command, catalog) = spawn_mesh().await;
-    let mut c = command.commands();
     let mut q = catalog.client();
     let (instructor, alice, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
-    let id = c
-        .create_course(as_user(instructor, create_request(10)))
-        .await
-        .expect("create")
-        .into_inner()
-        .course_id;
+    let id = create_course(&command, instructor, create_request(10)).await;
     let created = catalog.course_at(&id, 1).await;
     assert_eq!(
         (created.title.as_str(), created.status),
@@ -25,65 +19,16 @@ async fn every_use_case_shows_up_in_every_catalog_rpc() {
     );
     assert_eq!(created.instructor_id, instructor.to_string());
 
-    c.change_course_title(as_user(
-        instructor,
-        v1::ChangeCourseTitleRequest {
-            course_id: id.clone(),
-            title: "CQRS".into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .expect("title");
-    c.change_course_description(as_user(
-        instructor,
-        v1::ChangeCourseDescriptionRequest {
-            course_id: id.clone(),
-            description: "Read models".into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .expect("description");
-    c.add_section(as_user(
-        instructor,
-        v1::AddSectionRequest {
-            course_id: id.clone(),
-            title: "Intro".into(),
-            video_url: "https://v.example/1".into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .expect("section");
+    testkit::driver::change_title(&command, instructor, &id, "CQRS").await;
+    testkit::driver::change_description(&command, instructor, &id, "Read models").await;
+    add_section(&command, instructor, &id, "Intro").await;
     present(&command, instructor, &id).await;
-    c.join_course(as_user(alice, join_request(&id))).await.expect("alice");
-    c.join_course(as_user(bob, join_request(&id))).await.expect("bob");
-    c.activate_course(as_user(
-        instructor,
-        v1::ActivateCourseRequest { course_id: id.clone(), ..Default::default() },
-    ))
-    .await
-    .expect("activate");
-    c.comment_course(as_user(
-        alice,
-        v1::CommentCourseRequest {
-            course_id: id.clone(),
-            text: "Great".into(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .expect("comment");
-    let left = c
-        .leave_course(as_user(
-            bob,
-            v1::LeaveCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("leave")
-        .into_inner();
-    let active = catalog.course_at(&id, left.version).await;
+    join(&command, alice, &id).await;
+    join(&command, bob, &id).await;
+    activate(&command, instructor, &id).await;
+    comment(&command, alice, &id, "Great").await;
+    let left = leave(&command, bob, &id).await;
+    let active = catalog.course_at(&id, left).await;
     assert_eq!(active.title, "CQRS");
     assert_eq!(active.description, "Read models");
     assert_eq!(active.status, CourseStatus::Active as i32);
@@ -141,15 +86,8 @@ async fn every_use_case_shows_up_in_every_catalog_rpc() {
         .into_inner();
     assert_eq!(popular.courses.len(), 1);
 
-    let done = c
-        .complete_course(as_user(
-            instructor,
-            v1::CompleteCourseRequest { course_id: id.clone(), ..Default::default() },
-        ))
-        .await
-        .expect("complete")
-        .into_inner();
-    assert_eq!(catalog.course_at(&id, done.version).await.status, CourseStatus::Completed as i32);
+    let done = testkit::driver::complete(&command, instructor, &id).await;
+    assert_eq!(catalog.course_at(&id, done).await.status, CourseStatus::Completed as i32);
     let completed = q
         .list_courses(v1::ListCoursesRequest {
             status: Some(CourseStatus::Completed as i32),
@@ -178,7 +116,7 @@ async fn list_courses_pages_newest_first_with_a_stable_cursor() {
     for i in 0..7 {
         let mut request = create_request(0);
         request.title = format!("Course {i}");
-        ids.push(testkit::driver::create_course(&command, instructor, request).await);
+        ids.push(create_course(&command, instructor, request).await);
     }
     catalog.course_at(ids.last().expect("id"), 1).await;
     let mut seen = Vec::new();
@@ -216,18 +154,12 @@ async fn list_courses_pages_newest_first_with_a_stable_cursor() {
 async fn a_joiner_reading_with_the_returned_version_always_sees_themselves() {
     let (command, catalog) = spawn_mesh().await;
     let instructor = Uuid::now_v7();
-    let id = testkit::driver::create_course(&command, instructor, create_request(0)).await;
+    let id = create_course(&command, instructor, create_request(0)).await;
     present(&command, instructor, &id).await;
-    let mut c = command.commands();
     let mut q = catalog.client();
     for attempt in 0..200 {
         let user = Uuid::now_v7();
-        let version = c
-            .join_course(as_user(user, join_request(&id)))
-            .await
-            .expect("join")
-            .into_inner()
-            .version;
+        let version = join(&command, user, &id).await;
         let course = q
             .get_course(v1::GetCourseRequest { course_id: id.clone(), min_version: Some(version) })
             .await
@@ -305,7 +237,7 @@ async fn bad_arguments_unknown_courses_and_other_users_are_refused_precisely() {
 
     // A version that never comes: a bounded wait, then a clear "behind".
     let mut config = catalog.config.clone();
-    config.projection.read_your_writes_timeout_ms = 200;
+    config.service.projection.read_your_writes_timeout_ms = 200;
     let quick = spawn_catalog(config).await;
     let status = quick
         .client()
