@@ -1,16 +1,12 @@
-//! Background tasks that keep every replica's view of the head position current, and number
-//! events that were committed without a global position.
-//!
-//! Appends number their events themselves, in their own transaction (see
-//! `store::batch::APPEND`). The sequencer is the safety net for rows written without one (by a
-//! replica of an older version during a rolling upgrade, or by hand): it looks for them every
-//! [`POLL`] and numbers them after everything numbered so far, under the same lock.
+//! Background tasks that give committed events their global position and keep every replica's
+//! view of the head position current.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use platform::retry::{next_delay, reconnect_backoff};
 use sea_orm::sqlx::postgres::PgListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::readiness::Readiness;
@@ -18,14 +14,13 @@ use crate::store::{EventStore, SEQUENCED_CHANNEL};
 
 /// How many events one sequencing transaction numbers at most.
 const BATCH: u64 = 2_000;
-/// How often the sequencer looks for events without a position.
+/// Safety net: sequence at least this often even without a wake-up (appends by other replicas).
 const POLL: Duration = Duration::from_millis(250);
 
 /// Publishes the highest known global position.
 pub type HeadSender = watch::Sender<u64>;
 
-/// Moves `head` forward to `position` (never back).
-pub fn advance(head: &HeadSender, position: u64) {
+fn advance(head: &HeadSender, position: u64) {
     head.send_if_modified(|current| {
         if position > *current {
             *current = position;
@@ -36,9 +31,11 @@ pub fn advance(head: &HeadSender, position: u64) {
     });
 }
 
-/// Numbers committed events that have no global position, every [`POLL`].
+/// Numbers committed events whenever this replica appends (woken by `appended`), and every
+/// [`POLL`] for appends made by other replicas.
 pub async fn run_sequencer(
     store: EventStore,
+    appended: Arc<Notify>,
     head: HeadSender,
     readiness: Readiness,
     stop: CancellationToken,
@@ -58,6 +55,7 @@ pub async fn run_sequencer(
             Ok(None) => {
                 backoff = reconnect_backoff();
                 tokio::select! {
+                    () = appended.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
                     () = stop.cancelled() => return,
                 }

@@ -13,11 +13,10 @@ use std::sync::Arc;
 
 use course_domain::{Command, DomainError, Event};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::BatchArgs;
-use crate::sequencer::HeadSender;
 use crate::store::{CommandRecord, EventStore, StoreError};
 
 /// Who issues a command and under which guarantees.
@@ -99,11 +98,11 @@ pub struct CourseCommands {
 }
 
 impl CourseCommands {
-    /// Starts the writers; each advances `head` to the position of its last committed event.
-    /// The writers stop once every clone of the returned value is dropped.
-    pub fn new(store: EventStore, settings: &BatchArgs, head: HeadSender) -> Self {
+    /// Starts the writers; `appended` is notified after every commit that wrote events (it wakes
+    /// the sequencer). The writers stop once every clone of the returned value is dropped.
+    pub fn new(store: EventStore, settings: &BatchArgs, appended: Arc<Notify>) -> Self {
         let writers = (0..settings.writers())
-            .map(|_| writer::spawn(store.clone(), settings, head.clone()))
+            .map(|_| writer::spawn(store.clone(), settings, appended.clone()))
             .collect();
         Self { writers }
     }
