@@ -1,12 +1,16 @@
-//! Background tasks that give committed events their global position and keep every replica's
-//! view of the head position current.
+//! Background tasks that keep every replica's view of the head position current, and number
+//! events that were committed without a global position.
+//!
+//! Appends number their events themselves, in their own transaction (see
+//! `store::batch::APPEND`). The sequencer is the safety net for rows written without one (by a
+//! replica of an older version during a rolling upgrade, or by hand): it looks for them every
+//! [`POLL`] and numbers them after everything numbered so far, under the same lock.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use platform::retry::{next_delay, reconnect_backoff};
 use sea_orm::sqlx::postgres::PgListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::readiness::Readiness;
@@ -14,13 +18,14 @@ use crate::store::{EventStore, SEQUENCED_CHANNEL};
 
 /// How many events one sequencing transaction numbers at most.
 const BATCH: u64 = 2_000;
-/// Safety net: sequence at least this often even without a wake-up (appends by other replicas).
+/// How often the sequencer looks for events without a position.
 const POLL: Duration = Duration::from_millis(250);
 
 /// Publishes the highest known global position.
 pub type HeadSender = watch::Sender<u64>;
 
-fn advance(head: &HeadSender, position: u64) {
+/// Moves `head` forward to `position` (never back).
+pub fn advance(head: &HeadSender, position: u64) {
     head.send_if_modified(|current| {
         if position > *current {
             *current = position;
@@ -31,11 +36,9 @@ fn advance(head: &HeadSender, position: u64) {
     });
 }
 
-/// Numbers committed events whenever this replica appends (woken by `appended`), and every
-/// [`POLL`] for appends made by other replicas.
+/// Numbers committed events that have no global position, every [`POLL`].
 pub async fn run_sequencer(
     store: EventStore,
-    appended: Arc<Notify>,
     head: HeadSender,
     readiness: Readiness,
     stop: CancellationToken,
@@ -55,7 +58,6 @@ pub async fn run_sequencer(
             Ok(None) => {
                 backoff = reconnect_backoff();
                 tokio::select! {
-                    () = appended.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
                     () = stop.cancelled() => return,
                 }

@@ -1,7 +1,6 @@
 //! Builds the application from its configuration and runs it until a shutdown signal.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use platform::auth::{ROLE_OPERATOR, ROLE_SERVICE};
 use platform::retry::{next_delay, reconnect_backoff};
 use platform::server::{Access, GrpcServer, Policy};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
@@ -113,7 +112,6 @@ impl Application {
         let Self { server, config, store, readers, broker, metrics } = self;
         let stop = CancellationToken::new();
         let readiness = Readiness::default();
-        let appended = Arc::new(Notify::new());
         let (head_tx, head_rx) = watch::channel(0u64);
         let health = server.health();
 
@@ -132,12 +130,11 @@ impl Application {
             )),
             tokio::spawn(run_sequencer(
                 store.clone(),
-                appended.clone(),
                 head_tx.clone(),
                 readiness.clone(),
                 stop.clone(),
             )),
-            tokio::spawn(run_head_listener(store.clone(), head_tx, stop.clone())),
+            tokio::spawn(run_head_listener(store.clone(), head_tx.clone(), stop.clone())),
             tokio::spawn(run_relay(
                 store.clone(),
                 broker,
@@ -149,7 +146,7 @@ impl Application {
             )),
         ];
 
-        let commands = CourseCommands::new(store.clone(), &config.batching, appended);
+        let commands = CourseCommands::new(store.clone(), &config.batching, head_tx);
         let command_api = CommandApi::new(commands, readiness.clone());
         let follow = FollowLimits {
             max_streams: config.max_follow_streams as usize,

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use course_domain::{Command, DomainError, Event};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::BatchArgs;
+use crate::sequencer::HeadSender;
 use crate::store::{CommandRecord, EventStore, StoreError};
 
 /// Who issues a command and under which guarantees.
@@ -98,11 +99,11 @@ pub struct CourseCommands {
 }
 
 impl CourseCommands {
-    /// Starts the writers; `appended` is notified after every commit that wrote events (it wakes
-    /// the sequencer). The writers stop once every clone of the returned value is dropped.
-    pub fn new(store: EventStore, settings: &BatchArgs, appended: Arc<Notify>) -> Self {
+    /// Starts the writers; each advances `head` to the position of its last committed event.
+    /// The writers stop once every clone of the returned value is dropped.
+    pub fn new(store: EventStore, settings: &BatchArgs, head: HeadSender) -> Self {
         let writers = (0..settings.writers())
-            .map(|_| writer::spawn(store.clone(), settings, appended.clone()))
+            .map(|_| writer::spawn(store.clone(), settings, head.clone()))
             .collect();
         Self { writers }
     }

@@ -16,16 +16,16 @@
 //! this batch is never answered if those events did not commit.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use course_domain::{Command, Course, SNAPSHOT_SCHEMA};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{AppError, CommandContext, Outcome, outcome, replay};
 use crate::config::BatchArgs;
+use crate::sequencer::{HeadSender, advance};
 use crate::store::{
     Batch, CommandRecord, EventMetadata, EventStore, PendingCommand, PendingEvent, Snapshot,
     StoreError,
@@ -42,12 +42,12 @@ pub struct Job {
 }
 
 /// Starts a writer; it stops when every sender is dropped.
-pub fn spawn(store: EventStore, settings: &BatchArgs, appended: Arc<Notify>) -> mpsc::Sender<Job> {
+pub fn spawn(store: EventStore, settings: &BatchArgs, head: HeadSender) -> mpsc::Sender<Job> {
     let max_batch = settings.command_batch_max.max(1) as usize;
     let (tx, rx) = mpsc::channel(max_batch * 4);
     let writer = Writer {
         store,
-        appended,
+        head,
         rx,
         retry: VecDeque::new(),
         courses: HashMap::new(),
@@ -70,7 +70,8 @@ struct Known {
 
 struct Writer {
     store: EventStore,
-    appended: Arc<Notify>,
+    /// Advanced after every commit that wrote events (it wakes the relay and the followers).
+    head: HeadSender,
     rx: mpsc::Receiver<Job>,
     /// Commands to decide again (their course collided with another replica's append).
     retry: VecDeque<Job>,
@@ -146,7 +147,12 @@ impl Writer {
         let mut collided = HashSet::new();
         let written = loop {
             match self.store.append_batch(&batch).await {
-                Ok(()) => break Ok(()),
+                Ok(last) => {
+                    if let Some(last) = last {
+                        advance(&self.head, last);
+                    }
+                    break Ok(());
+                }
                 Err(StoreError::BatchConflict) => {
                     let mut streams = match self.store.batch_conflicts(&batch).await {
                         Ok(streams) => streams,
@@ -166,9 +172,6 @@ impl Writer {
                 Err(err) => break Err(err),
             }
         };
-        if written.is_ok() && !batch.events.is_empty() {
-            self.appended.notify_one();
-        }
         metrics::histogram!("command_batch_size").record(jobs.len() as f64);
 
         // Keep what is known for sure: courses that were written, or that had nothing to write.

@@ -66,19 +66,32 @@ impl Batch {
     }
 }
 
-/// One statement, atomic on its own. `WITH ORDINALITY ... ORDER BY` keeps insertion order (the
-/// `id` the sequencer numbers by) equal to array order, so a course's versions are always
-/// sequenced in order.
+/// One statement, atomic on its own. The events get their global positions here, from the
+/// sequencer row: the `UPDATE` holds its lock until this transaction commits, so appends (of
+/// every replica) commit one after another in position order and a reader never sees a
+/// position before every lower one is visible; a statement that fails rolls the counter back
+/// with everything else, so positions have no gaps. `WITH ORDINALITY ... ORDER BY` numbers the
+/// events in array order (a course's versions ascending). The new head is returned and
+/// announced to every replica (`NOTIFY` is delivered at commit).
 const APPEND: &str = r#"
 WITH recorded AS (
     INSERT INTO command_log (command_id, fingerprint, stream_id, response)
     SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::uuid[], $4::jsonb[])
+),
+numbered AS (
+    UPDATE event_sequencer SET last_position = last_position + cardinality($5::uuid[])
+    WHERE id = 1 AND cardinality($5::uuid[]) > 0
+    RETURNING last_position
+),
+appended AS (
+    INSERT INTO events (event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at, global_position)
+    SELECT event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at,
+           (SELECT last_position FROM numbered) - cardinality($5::uuid[]) + n
+    FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::int[], $10::jsonb[], $11::jsonb[], $12::timestamptz[])
+         WITH ORDINALITY AS t(event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at, n)
+    ORDER BY n
 )
-INSERT INTO events (event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at)
-SELECT event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at
-FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::int[], $10::jsonb[], $11::jsonb[], $12::timestamptz[])
-     WITH ORDINALITY AS t(event_id, stream_id, version, event_type, schema_version, payload, metadata, occurred_at, n)
-ORDER BY n"#;
+SELECT last_position, pg_notify($13, last_position::text) FROM numbered"#;
 
 // Both queries drive the (stream_id, version) index from the handful of ids in the arrays: with
 // a plain join the planner, which cannot know how short the arrays are, scans all events.
@@ -110,7 +123,8 @@ pub(super) fn bigint(value: u64) -> Result<i64, StoreError> {
 }
 
 impl EventStore {
-    /// Writes `batch` atomically. [`StoreError::BatchConflict`] when any of its rows collides
+    /// Writes `batch` atomically and returns the global position of its last event (`None`
+    /// when it had no events). [`StoreError::BatchConflict`] when any of its rows collides
     /// with a stored one; then nothing was written.
     #[tracing::instrument(
         level = "debug",
@@ -118,9 +132,9 @@ impl EventStore {
         fields(events = batch.events.len(), commands = batch.commands.len()),
         err(level = "debug")
     )]
-    pub async fn append_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+    pub async fn append_batch(&self, batch: &Batch) -> Result<Option<u64>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let versions =
             batch.events.iter().map(|e| bigint(e.version)).collect::<Result<Vec<_>, _>>()?;
@@ -137,12 +151,17 @@ impl EventStore {
             column(batch.events.iter().map(|e| e.event.to_payload())),
             column(batch.events.iter().map(|e| e.metadata.clone())),
             column(batch.events.iter().map(|e| e.occurred_at)),
+            Value::from(super::SEQUENCED_CHANNEL),
         ];
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, APPEND, values);
-        match self.db.execute_raw(statement).await {
-            Ok(_) => {
+        match self.db.query_one_raw(statement).await {
+            Ok(row) => {
                 metrics::counter!("events_appended_total").increment(batch.events.len() as u64);
-                Ok(())
+                let last = match row {
+                    Some(row) => Some(row.try_get::<i64>("", "last_position")? as u64),
+                    None => None,
+                };
+                Ok(last)
             }
             Err(err) => match violated_constraint(&err).as_deref() {
                 Some("events_stream_version_key" | "command_log_pkey") => {

@@ -214,6 +214,21 @@ WHERE c.name = $1"#,
     /// `batch` of them. Returns the last position handed out (or `None` if there was nothing to
     /// do). Concurrent callers (other replicas) wait on the sequencer row lock.
     pub async fn sequence(&self, batch: u64) -> Result<Option<u64>, StoreError> {
+        // Usually there is nothing to number: find out without taking the sequencer's lock
+        // (which every append holds until it commits).
+        let pending = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT EXISTS (SELECT 1 FROM events WHERE global_position IS NULL) AS pending",
+            ))
+            .await?
+            .map(|row| row.try_get::<bool>("", "pending"))
+            .transpose()?
+            .unwrap_or(false);
+        if !pending {
+            return Ok(None);
+        }
         let txn = self.db.begin().await?;
         let row = txn
             .query_one_raw(Statement::from_string(
