@@ -250,6 +250,9 @@ pub async fn sustained_rate(
     let mut steps = Vec::new();
     let mut best = None;
     for rate in &args.rates {
+        // Each step starts from a caught-up read model: what earlier figures wrote (the write
+        // path, the cold-start courses) must not be counted as this step's lag.
+        catch_up(command, catalog).await?;
         let step = offered_step(command, catalog, secret, &courses, *rate, args).await?;
         println!(
             "offered {:>5}/s  achieved {:>7.0}/s  failed {:>5}  lag p50={:>7.2}ms p99={:>8.2}ms max={:>8.2}ms  command p50={:>6.2}ms p99={:>7.2}ms  {}",
@@ -291,6 +294,28 @@ async fn status(catalog: &Channel) -> anyhow::Result<v1::GetProjectionStatusResp
         .get_projection_status(as_operator(v1::GetProjectionStatusRequest {}))
         .await?
         .into_inner())
+}
+
+/// Waits until the read model has applied everything written so far; returns that position.
+async fn catch_up(command: &Channel, catalog: &Channel) -> anyhow::Result<u64> {
+    let applied = status(catalog).await?.applied_position;
+    let target = head(command, applied).await?;
+    let started = Instant::now();
+    while status(catalog).await?.applied_position < target {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the read model does not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if target > applied {
+        println!(
+            "  (read model caught up on {} events in {:.0} ms first)",
+            target - applied,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(target)
 }
 
 /// The global position of the newest event (the head of the event store), read from `after`.
@@ -335,15 +360,7 @@ pub async fn drain_rate(
 ) -> anyhow::Result<f64> {
     let courses = open_courses(command, secret, 64).await?;
     // Start from a caught-up read model.
-    let caught_up = head(command, status(catalog).await?.applied_position).await?;
-    let started = Instant::now();
-    while status(catalog).await?.applied_position < caught_up {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(120),
-            "the read model does not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let caught_up = catch_up(command, catalog).await?;
     signal(pid, "STOP")?;
     let written = Arc::new(AtomicU64::new(0));
     let load = async {
