@@ -67,26 +67,14 @@ impl Running {
         ProjectionAdminServiceClient::new(self.channel())
     }
 
-    /// Waits until a rebuild into `generation` has switched readers over (the projection
-    /// status is polled: the switch has no notification of its own); 120 s at most.
+    /// Waits until `generation` is served and no rebuild is marked as building (a rebuild into
+    /// it has switched readers over, or a crashed one was abandoned). The status is polled:
+    /// the switch has no notification of its own; 120 s at most.
     pub async fn wait_for_switch(&self, generation: u32) {
-        let poll = async {
-            loop {
-                let status = self
-                    .admin()
-                    .get_projection_status(course_proto::v1::GetProjectionStatusRequest {})
-                    .await
-                    .expect("status")
-                    .into_inner();
-                if status.active_generation == generation && status.building_generation == 0 {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(120), poll)
-            .await
-            .expect("rebuild switched over");
+        self.status_until("switched over, no rebuild in progress", |s| {
+            s.active_generation == generation && s.building_generation == 0
+        })
+        .await;
     }
 
     /// The projection status of a query service.
@@ -197,15 +185,6 @@ impl Running {
             code(admin.audit_read_model(crate::as_operator(audit())).await),
         ];
         assert_eq!(codes, [tonic::Code::Ok; 4], "operator: status, list, replay, audit");
-    }
-
-    /// Waits until no rebuild is marked as building (a crashed one's abandoned) and
-    /// `active` is the served generation.
-    pub async fn wait_for_no_rebuild(&self, active: u32) {
-        self.status_until("no rebuild in progress", |s| {
-            s.building_generation == 0 && s.active_generation == active
-        })
-        .await;
     }
 
     /// Waits until its health reports `wanted` for `service`.

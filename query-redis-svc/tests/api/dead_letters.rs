@@ -164,7 +164,7 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
 
     // A new instance abandons the orphaned rebuild once its lease has expired ...
     let survivor = spawn_catalog(instance(&command.url)).await;
-    survivor.wait_for_no_rebuild(1).await;
+    survivor.wait_for_switch(1).await;
     // ... and a new rebuild succeeds (numbered past the abandoned one).
     let rebuilt = survivor.rebuild(true).await;
     assert_eq!(rebuilt, 3);
