@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the infrastructure the mesh and its tests need is answering on this machine:
-# PostgreSQL, RabbitMQ and Redis (installed from Debian packages when missing), and a
+# PostgreSQL, RabbitMQ and Redis (installed from Debian packages when missing; Redis also as a
+# three-node cluster, see scripts/ensure-redis-cluster.sh), and a
 # MongoDB-protocol server (see scripts/ensure-mongo.sh). Idempotent: a running service is left
 # alone. Addresses are the defaults the services use.
 set -euo pipefail
@@ -71,6 +72,8 @@ relax_rabbitmq_file_handles() {
 
 ensure_postgres
 ensure_redis
+# The query-redis-svc suite also runs against a three-node Redis Cluster on 7001-7003.
+"$here/ensure-redis-cluster.sh" >/dev/null
 ensure_rabbitmq
 relax_rabbitmq_file_handles
 if [ -x "$here/ensure-mongo.sh" ]; then "$here/ensure-mongo.sh"; fi

@@ -32,10 +32,34 @@ set +e
 RUST_LOG="${RUST_LOG:-warn}" cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-failed=$(grep -oE '; [0-9]+ failed' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
-if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
-[ "$status" = 0 ] || failures+=("cargo test")
+
+# count_results LOG STATUS NAME: adds a cargo test log's results to the totals.
+count_results() {
+  local p f
+  p=$(grep -oE '^test result: .* ([0-9]+) passed' "$1" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -oE '; [0-9]+ failed' "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+  if [ "$2" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  [ "$2" = 0 ] || failures+=("$3")
+}
+
+count_results "$log" "$status" "cargo test"
+
+echo "== cargo test -p query-redis-svc on a three-node Redis Cluster"
+# The Redis read model's whole suite again, against a real cluster (scripts/ensure-redis-cluster.sh).
+cluster_log="$root/target/test-output-redis-cluster.log"
+set +e
+cluster_url=$(scripts/ensure-redis-cluster.sh)
+status=$?
+if [ "$status" = 0 ]; then
+  TEST_REDIS_URL="$cluster_url" RUST_LOG="${RUST_LOG:-warn}" cargo test -p query-redis-svc --no-fail-fast 2>&1 | tee "$cluster_log"
+  status=${PIPESTATUS[0]}
+else
+  echo "the Redis Cluster did not come up" >"$cluster_log"
+fi
+set -e
+count_results "$cluster_log" "$status" "query-redis-svc on Redis Cluster"
 
 # check NAME COUNT COMMAND...: runs a scripted suite worth COUNT tests.
 check() {

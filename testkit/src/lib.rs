@@ -1,10 +1,11 @@
 //! The tests' shared vocabulary: services running in-process ([`Running`], [`CommandSvc`]),
 //! the command driver ([`driver`]), event-store readers ([`events`]), tokens and health waits,
-//! and a cuttable TCP proxy.
+//! a cuttable TCP proxy and a private Redis Cluster.
 
 pub mod driver;
 pub mod events;
 mod proxy;
+mod redis_cluster;
 mod running;
 mod tamper;
 
@@ -23,6 +24,7 @@ use platform::telemetry::LogFormat;
 use projection::ProjectionArgs;
 use projection::host::ServiceArgs;
 pub use proxy::TcpProxy;
+pub use redis_cluster::RedisCluster;
 pub use running::{Running, Shutdown};
 use sea_orm::{ConnectionTrait, Database};
 use tonic::Request;

@@ -1,32 +1,49 @@
-//! A batch of course writes: one `SAVE_COURSE` script call per course, all in one pipeline.
+//! A batch of course writes in two pipelined rounds: the version-guarded enrolment and index
+//! entries first (other hash slots), then one `SAVE_COURSE` call per course (its own slot).
+
+use std::collections::BTreeMap;
 
 use fred::prelude::{ClientLike, Error};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use projection::fold::Change;
 use projection::{CourseWrite, ReadModelError};
+use uuid::Uuid;
 
-use super::records::{status_name, summary_fields};
+use super::records::{STATUSES, status_name, status_number, summary_fields};
 use super::{RedisReadModel, classify};
 
+/// One script call: the script, its keys (all of one hash slot), its arguments.
+pub(crate) struct Call<'a> {
+    script: &'a Script,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+/// What one course write sends: the calls of the first round, and the course's own call.
+pub(crate) struct Plan<'a> {
+    pub(crate) secondary: Vec<Call<'a>>,
+    pub(crate) course: Call<'a>,
+}
+
 impl RedisReadModel {
-    /// Runs `script` once per call in one pipeline (one round trip); loads the script and
-    /// sends again what Redis did not know yet (after a Redis restart, for example).
+    /// Runs the calls in one pipeline (one round trip per node); loads a script and sends again
+    /// the calls Redis did not know the script of yet (after a Redis restart, for example).
     pub(crate) async fn eval_pipelined(
         &self,
-        script: &Script,
-        calls: Vec<(String, Vec<String>)>,
+        calls: Vec<Call<'_>>,
     ) -> Result<Vec<i64>, ReadModelError> {
-        // EVALSHA by hand (the pipeline offers none of its own); the arguments become shared
-        // byte strings once, so that sending them again after a NOSCRIPT copies nothing.
+        // EVALSHA by hand (the pipeline offers none of its own), routed by its first key (the
+        // third argument); the arguments become shared byte strings once, so that sending them
+        // again after a NOSCRIPT copies nothing.
         let commands: Vec<Vec<Value>> = calls
-            .into_iter()
-            .map(|(key, args)| {
-                let mut command = Vec::with_capacity(3 + args.len());
-                command.push(Value::String(script.sha1().clone()));
-                command.push(Value::Integer(1));
-                command.push(Value::String(key.into()));
-                command.extend(args.into_iter().map(|a| Value::String(a.into())));
+            .iter()
+            .map(|call| {
+                let mut command = Vec::with_capacity(2 + call.keys.len() + call.args.len());
+                command.push(Value::String(call.script.sha1().clone()));
+                command.push(Value::Integer(call.keys.len() as i64));
+                command.extend(call.keys.iter().map(|k| Value::String(k.as_str().into())));
+                command.extend(call.args.iter().map(|a| Value::String(a.as_str().into())));
                 command
             })
             .collect();
@@ -38,7 +55,7 @@ impl RedisReadModel {
                 if results[index].is_none() {
                     let _: () = pipeline
                         .custom(
-                            CustomCommand::new("EVALSHA", ClusterHash::FirstKey, false),
+                            CustomCommand::new("EVALSHA", ClusterHash::Offset(2), false),
                             command.clone(),
                         )
                         .await
@@ -47,20 +64,25 @@ impl RedisReadModel {
                 }
             }
             let answers: Vec<Result<i64, Error>> = pipeline.try_all().await;
-            let mut missing = false;
+            let mut missing: Vec<&Script> = Vec::new();
             for (index, answer) in sent.into_iter().zip(answers) {
                 match answer {
                     Ok(value) => results[index] = Some(value),
                     Err(err) if err.details().starts_with("NOSCRIPT") && attempt == 0 => {
-                        missing = true;
+                        let script = calls[index].script;
+                        if !missing.iter().any(|s| s.sha1() == script.sha1()) {
+                            missing.push(script);
+                        }
                     }
                     Err(err) => return Err(classify(err)),
                 }
             }
-            if !missing {
+            if missing.is_empty() {
                 break;
             }
-            script.load(&self.client).await.map_err(classify)?;
+            for script in missing {
+                script.load(&self.client).await.map_err(classify)?;
+            }
         }
         results
             .into_iter()
@@ -70,47 +92,85 @@ impl RedisReadModel {
             .collect()
     }
 
-    /// The SAVE_COURSE arguments of one course's write.
-    pub(crate) fn save_args(
-        &self,
-        generation: u32,
-        write: &CourseWrite,
-    ) -> Option<(String, Vec<String>)> {
+    /// The calls of one course's write; `None` for a write without steps.
+    pub(crate) fn plan(&self, generation: u32, write: &CourseWrite) -> Option<Plan<'_>> {
         let after = write.after()?;
+        let course = after.course_id;
+        let version = after.version.to_string();
         let fields = summary_fields(after);
-        let mut args = Vec::with_capacity(4 + 2 * fields.len() + 3 * write.steps.len());
+        let mut args = Vec::with_capacity(2 + 2 * fields.len() + 3 * write.steps.len());
         args.push(write.before_version.to_string());
-        args.push(format!("{}{generation}:", self.prefix));
-        args.push(after.course_id.to_string());
         args.push(fields.len().to_string());
         for (field, value) in fields {
             args.push(field.to_owned());
             args.push(value);
         }
-        for (step, change) in &write.steps {
+        // Each user's enrolment as it stands after the write: joined (when) or left.
+        let mut enrolments: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
+        let mut indexed = false;
+        for (_, change) in &write.steps {
             match change {
-                Change::Created => {
-                    args.push("C".to_owned());
-                    args.push(step.instructor_id.to_string());
-                    args.push(status_name(step.status).to_owned());
-                }
-                Change::StatusChanged { from } => {
-                    args.push("S".to_owned());
-                    args.push(status_name(*from).to_owned());
-                    args.push(status_name(step.status).to_owned());
-                }
+                Change::Created | Change::StatusChanged { .. } => indexed = true,
                 Change::ParticipantJoined { user_id, joined_at } => {
-                    args.push("J".to_owned());
-                    args.push(user_id.to_string());
-                    args.push(format!("{:013}", joined_at.timestamp_millis().max(0)));
+                    let ms = format!("{:013}", joined_at.timestamp_millis().max(0));
+                    args.extend(["J".to_owned(), user_id.to_string(), ms.clone()]);
+                    enrolments.insert(*user_id, Some(ms));
+                    indexed = true;
                 }
                 Change::ParticipantLeft { user_id } => {
-                    args.push("L".to_owned());
-                    args.push(user_id.to_string());
+                    args.extend(["L".to_owned(), user_id.to_string()]);
+                    enrolments.insert(*user_id, None);
+                    indexed = true;
                 }
                 Change::DetailsChanged | Change::SectionAdded(_) | Change::Commented(_) => {}
             }
         }
-        Some((self.course_key(generation, after.course_id), args))
+        let mut secondary: Vec<Call<'_>> = enrolments
+            .into_iter()
+            .map(|(user, joined)| {
+                let mut args = vec![course.to_string(), version.clone()];
+                match joined {
+                    Some(ms) => args.extend(["J".to_owned(), ms]),
+                    None => args.push("L".to_owned()),
+                }
+                Call {
+                    script: &self.save_enrolment,
+                    keys: ["courses", "joined", "versions"]
+                        .iter()
+                        .map(|rest| self.user_key(generation, user, rest))
+                        .collect(),
+                    args,
+                }
+            })
+            .collect();
+        if indexed {
+            let mut keys = vec![
+                self.meta_key(generation, "idx:versions"),
+                self.meta_key(generation, "idx:all"),
+                self.meta_key(generation, "idx:popular"),
+                self.meta_key(generation, &format!("idx:instructor:{}", after.instructor_id)),
+            ];
+            for kind in ["status", "popular"] {
+                keys.extend(STATUSES.iter().map(|s| {
+                    self.meta_key(generation, &format!("idx:{kind}:{}", status_name(*s)))
+                }));
+            }
+            secondary.push(Call {
+                script: &self.save_indexes,
+                keys,
+                args: vec![
+                    course.to_string(),
+                    version,
+                    status_number(after.status).to_string(),
+                    after.participant_count.to_string(),
+                ],
+            });
+        }
+        let key = self.course_key(generation, course);
+        let (participants, joined) = (format!("{key}:participants"), format!("{key}:joined"));
+        Some(Plan {
+            secondary,
+            course: Call { script: &self.save, keys: vec![key, participants, joined], args },
+        })
     }
 }

@@ -65,11 +65,13 @@ impl RedisReadModel {
         limit: usize,
     ) -> Result<Vec<CourseSummary>, ReadModelError> {
         let index = match (instructor, status) {
-            (Some(instructor), _) => self.key(generation, &format!("idx:instructor:{instructor}")),
-            (None, Some(status)) => {
-                self.key(generation, &format!("idx:status:{}", status_name(status)))
+            (Some(instructor), _) => {
+                self.meta_key(generation, &format!("idx:instructor:{instructor}"))
             }
-            (None, None) => self.key(generation, "idx:all"),
+            (None, Some(status)) => {
+                self.meta_key(generation, &format!("idx:status:{}", status_name(status)))
+            }
+            (None, None) => self.meta_key(generation, "idx:all"),
         };
         let mut out = Vec::with_capacity(limit);
         let mut cursor = after.map(|a| a.to_string());
@@ -98,8 +100,10 @@ impl RedisReadModel {
         limit: usize,
     ) -> Result<Vec<CourseSummary>, ReadModelError> {
         let index = match status {
-            Some(status) => self.key(generation, &format!("idx:popular:{}", status_name(status))),
-            None => self.key(generation, "idx:popular"),
+            Some(status) => {
+                self.meta_key(generation, &format!("idx:popular:{}", status_name(status)))
+            }
+            None => self.meta_key(generation, "idx:popular"),
         };
         let ids: Vec<String> =
             self.client.zrevrange(index, 0, limit as i64 - 1, false).await.map_err(classify)?;
@@ -115,7 +119,7 @@ impl RedisReadModel {
         after: Option<&Joined>,
         limit: usize,
     ) -> Result<Vec<Joined>, ReadModelError> {
-        let key = self.key(generation, &format!("course:{course}:participants"));
+        let key = format!("{}:participants", self.course_key(generation, course));
         let after = after.map(Joined::member);
         let members = self.zrange_lex(&key, after.as_deref(), false, limit).await?;
         Ok(members.iter().filter_map(|m| Joined::parse(m)).collect())
@@ -129,7 +133,7 @@ impl RedisReadModel {
         after: Option<&Joined>,
         limit: usize,
     ) -> Result<Vec<Joined>, ReadModelError> {
-        let key = self.key(generation, &format!("user:{user}:courses"));
+        let key = self.user_key(generation, user, "courses");
         let after = after.map(Joined::member);
         let members = self.zrange_lex(&key, after.as_deref(), true, limit).await?;
         Ok(members.iter().filter_map(|m| Joined::parse(m)).collect())

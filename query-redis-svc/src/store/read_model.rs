@@ -8,6 +8,7 @@ use fred::prelude::{
     ClientLike, HashesInterface, KeysInterface, SortedSetsInterface, TransactionInterface,
 };
 use fred::types::{ClusterHash, CustomCommand};
+use futures::StreamExt;
 use projection::audit::AuditView;
 use projection::dead_letter::DeadLetter;
 use projection::fold::{Change, CourseSummary};
@@ -48,36 +49,25 @@ impl ReadModel for RedisReadModel {
         Ok(swapped == 1)
     }
 
+    /// Every key of the generation, found by scanning each primary (every node of a cluster).
     async fn drop_generation(&self, generation: u32) -> Result<(), ReadModelError> {
-        let pattern = format!("{}{generation}:*", self.prefix);
-        let mut cursor = "0".to_owned();
-        loop {
-            let (next, keys): (String, Vec<String>) = self
-                .client
-                .custom(
-                    CustomCommand::new("SCAN", ClusterHash::Random, false),
-                    vec![
-                        cursor.clone(),
-                        "MATCH".into(),
-                        pattern.clone(),
-                        "COUNT".into(),
-                        "10000".into(),
-                    ],
-                )
-                .await
-                .map_err(classify)?;
-            if !keys.is_empty() {
-                let _: i64 = self
-                    .client
-                    .custom(CustomCommand::new("UNLINK", ClusterHash::FirstKey, false), keys)
-                    .await
-                    .map_err(classify)?;
+        let pattern = self.generation_pattern(generation);
+        let keys = if self.client.is_clustered() {
+            self.client.scan_cluster_buffered(pattern, Some(10_000), None).boxed()
+        } else {
+            self.client.scan_buffered(pattern, Some(10_000), None).boxed()
+        };
+        let mut chunks = keys.chunks(10_000);
+        while let Some(chunk) = chunks.next().await {
+            let keys = chunk.into_iter().collect::<Result<Vec<_>, _>>().map_err(classify)?;
+            // One UNLINK per key: keys of a generation live in many hash slots.
+            let pipeline = self.client.pipeline();
+            for key in keys {
+                let _: () = pipeline.unlink(key).await.map_err(classify)?;
             }
-            if next == "0" {
-                return Ok(());
-            }
-            cursor = next;
+            let _: Vec<i64> = pipeline.all().await.map_err(classify)?;
         }
+        Ok(())
     }
 
     async fn summary(
@@ -114,7 +104,7 @@ impl ReadModel for RedisReadModel {
             .mark
             .evalsha_with_reload(
                 &self.client,
-                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                vec![self.meta_key(generation, "applied"), self.meta_key(generation, "watermark")],
                 vec![position.to_string()],
             )
             .await
@@ -124,7 +114,7 @@ impl ReadModel for RedisReadModel {
 
     async fn watermark(&self, generation: u32) -> Result<u64, ReadModelError> {
         let value: Option<u64> =
-            self.client.get(self.key(generation, "watermark")).await.map_err(classify)?;
+            self.client.get(self.meta_key(generation, "watermark")).await.map_err(classify)?;
         Ok(value.unwrap_or(0))
     }
 
@@ -158,19 +148,26 @@ impl ReadModel for RedisReadModel {
             .collect()
     }
 
+    /// The enrolment and index entries of every course first, then the courses themselves
+    /// (see the module documentation for why in this order).
     async fn save_batch(
         &self,
         generation: u32,
         writes: &[CourseWrite],
     ) -> Result<Vec<Saved>, ReadModelError> {
-        let calls =
-            writes.iter().filter_map(|write| self.save_args(generation, write)).collect::<Vec<_>>();
-        if calls.len() != writes.len() {
-            return Err(ReadModelError::Unexpected(anyhow::anyhow!(
-                "a course write without steps"
-            )));
+        let mut secondary = Vec::new();
+        let mut courses = Vec::with_capacity(writes.len());
+        for write in writes {
+            let plan = self.plan(generation, write).ok_or_else(|| {
+                ReadModelError::Unexpected(anyhow::anyhow!("a course write without steps"))
+            })?;
+            secondary.extend(plan.secondary);
+            courses.push(plan.course);
         }
-        let applied = self.eval_pipelined(&self.save, calls).await?;
+        if !secondary.is_empty() {
+            self.eval_pipelined(secondary).await?;
+        }
+        let applied = self.eval_pipelined(courses).await?;
         Ok(applied
             .into_iter()
             .map(|a| if a == 1 { Saved::Applied } else { Saved::Conflict })
@@ -188,7 +185,7 @@ impl ReadModel for RedisReadModel {
             .mark_batch
             .evalsha_with_reload(
                 &self.client,
-                vec![self.key(generation, "applied"), self.key(generation, "watermark")],
+                vec![self.meta_key(generation, "applied"), self.meta_key(generation, "watermark")],
                 sorted.iter().map(u64::to_string).collect::<Vec<_>>(),
             )
             .await
@@ -318,7 +315,7 @@ impl ReadModel for RedisReadModel {
         course_id: Uuid,
         users: &BTreeSet<Uuid>,
     ) -> Result<Option<AuditView>, ReadModelError> {
-        let participants_key = self.key(generation, &format!("course:{course_id}:participants"));
+        let participants_key = format!("{}:participants", self.course_key(generation, course_id));
         let (summary, members) = tokio::try_join!(
             self.summary(generation, course_id),
             self.all_members(&participants_key),
@@ -332,10 +329,7 @@ impl ReadModel for RedisReadModel {
             let pipeline = self.client.pipeline();
             for user in &candidates {
                 let _: () = pipeline
-                    .hexists(
-                        self.key(generation, &format!("user:{user}:joined")),
-                        course_id.to_string(),
-                    )
+                    .hexists(self.user_key(generation, *user, "joined"), course_id.to_string())
                     .await
                     .map_err(classify)?;
             }
@@ -353,7 +347,7 @@ impl ReadModel for RedisReadModel {
 
     /// The ids in the `idx:all` index.
     async fn audit_course_ids(&self, generation: u32) -> Result<Option<Vec<Uuid>>, ReadModelError> {
-        let ids = self.all_members(&self.key(generation, "idx:all")).await?;
+        let ids = self.all_members(&self.meta_key(generation, "idx:all")).await?;
         Ok(Some(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect()))
     }
 }

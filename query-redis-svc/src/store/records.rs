@@ -41,6 +41,19 @@ impl Joined {
     }
 }
 
+/// The statuses in the order the index script numbers them (1-4).
+pub(crate) const STATUSES: [CourseStatus; 4] = [
+    CourseStatus::Created,
+    CourseStatus::Presenting,
+    CourseStatus::Active,
+    CourseStatus::Completed,
+];
+
+/// A status's number in [`STATUSES`], from 1.
+pub(crate) fn status_number(status: CourseStatus) -> usize {
+    STATUSES.iter().position(|s| *s == status).map_or(1, |i| i + 1)
+}
+
 pub(crate) fn status_name(status: CourseStatus) -> &'static str {
     match status {
         CourseStatus::Created => "Created",

@@ -1,85 +1,98 @@
-//! Lua scripts: each runs atomically inside Redis, which is what makes the version guard and
-//! the watermark exact under concurrent writers.
+//! Lua scripts: each runs atomically inside Redis, which is what makes the version guards and
+//! the watermark exact under concurrent writers. Each touches only the keys it is given, all in
+//! one hash slot, as Redis Cluster requires.
 
-/// Writes one course's new state — the events of a batch folded in memory — if the course
-/// hash is still at the expected version. The index changes are derived here from compact
-/// records, so a join costs three arguments instead of thirty.
+/// Writes one course's own keys — its summary hash and its participants — if the course hash
+/// is still at the expected version: the events of a batch folded in memory, one call. The
+/// keys share the course's hash slot (`{course id}`), so this runs on Redis Cluster too.
 ///
-/// KEYS[1] = course hash. ARGV: expected version, the generation's key prefix (`P g:`), the
-/// course id, the number of summary fields `n`, `n` field/value pairs (the summary after the
-/// last event), then one record per event, in order:
-/// * `C instructor status`: the course appeared;
-/// * `S from to`: the status moved;
+/// KEYS: course hash, participants zset, joined hash (user → their member in the zset).
+/// ARGV: expected version, the number of summary fields `n`, `n` field/value pairs (the summary
+/// after the last event), then one record per membership change, in order:
 /// * `J user joined_ms`: a participant joined (`joined_ms` zero-padded to 13 digits);
-/// * `L user`: a participant left;
-/// * `-`: nothing indexed changed.
+/// * `L user`: a participant left.
 ///
-/// The popularity indexes get the final participant count once. Returns 1 when applied, 0
-/// when the stored version differed (nothing written).
+/// Returns 1 when applied, 0 when the stored version differed (nothing written).
 pub const SAVE_COURSE: &str = r#"
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if stored ~= tonumber(ARGV[1]) then return 0 end
-local p = ARGV[2]
-local id = ARGV[3]
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[2])
 local hset = {'HSET', KEYS[1]}
-local status, participants
-for f = 0, n - 1 do
-  local field, value = ARGV[5 + 2 * f], ARGV[6 + 2 * f]
-  hset[#hset + 1] = field
-  hset[#hset + 1] = value
-  if field == 'status' then status = value end
-  if field == 'participant_count' then participants = value end
-end
+for i = 3, 2 + 2 * n do hset[#hset + 1] = ARGV[i] end
 redis.call(unpack(hset))
-local course = p .. 'course:' .. id
-local function unindex(zset, hash, field)
-  local member = redis.call('HGET', hash, field)
-  if member then
-    redis.call('ZREM', zset, member)
-    redis.call('HDEL', hash, field)
-  end
-end
-local popular = false
-local i = 5 + 2 * n
+local i = 3 + 2 * n
 while i <= #ARGV do
-  local kind = ARGV[i]
-  if kind == 'C' then
-    redis.call('ZADD', p .. 'idx:all', 0, id)
-    redis.call('ZADD', p .. 'idx:status:' .. ARGV[i + 2], 0, id)
-    redis.call('ZADD', p .. 'idx:instructor:' .. ARGV[i + 1], 0, id)
-    popular = true
+  local user = ARGV[i + 1]
+  local old = redis.call('HGET', KEYS[3], user)
+  if old then
+    redis.call('ZREM', KEYS[2], old)
+    redis.call('HDEL', KEYS[3], user)
+  end
+  if ARGV[i] == 'J' then
+    local member = ARGV[i + 2] .. ':' .. user
+    redis.call('ZADD', KEYS[2], 0, member)
+    redis.call('HSET', KEYS[3], user, member)
     i = i + 3
-  elseif kind == 'S' then
-    redis.call('ZREM', p .. 'idx:status:' .. ARGV[i + 1], id)
-    redis.call('ZADD', p .. 'idx:status:' .. ARGV[i + 2], 0, id)
-    redis.call('ZREM', p .. 'idx:popular:' .. ARGV[i + 1], id)
-    popular = true
-    i = i + 3
-  elseif kind == 'J' then
-    local user, ms = ARGV[i + 1], ARGV[i + 2]
-    local course_member = ms .. ':' .. user
-    local user_member = ms .. ':' .. id
-    redis.call('ZADD', course .. ':participants', 0, course_member)
-    redis.call('HSET', course .. ':joined', user, course_member)
-    redis.call('ZADD', p .. 'user:' .. user .. ':courses', 0, user_member)
-    redis.call('HSET', p .. 'user:' .. user .. ':joined', id, user_member)
-    popular = true
-    i = i + 3
-  elseif kind == 'L' then
-    local user = ARGV[i + 1]
-    unindex(course .. ':participants', course .. ':joined', user)
-    unindex(p .. 'user:' .. user .. ':courses', p .. 'user:' .. user .. ':joined', id)
-    popular = true
-    i = i + 2
   else
-    i = i + 1
+    i = i + 2
   end
 end
-if popular then
-  redis.call('ZADD', p .. 'idx:popular', participants, id)
-  redis.call('ZADD', p .. 'idx:popular:' .. status, participants, id)
+return 1
+"#;
+
+/// Writes one user's enrolment in one course (the user's own keys, hash slot `{user id}`) if
+/// the course version it reflects is newer than the one recorded for that course: repeating
+/// it, or running an older one after a newer one, changes nothing.
+///
+/// KEYS: the user's courses zset, joined hash (course → member) and versions hash (course →
+/// version of the last enrolment change written). ARGV: course id, course version, `J` and
+/// `joined_ms` (enrolled) or `L` (not enrolled). Returns 1 when written, 0 when older.
+pub const SAVE_ENROLMENT: &str = r#"
+local stored = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if stored >= tonumber(ARGV[2]) then return 0 end
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  redis.call('ZREM', KEYS[1], old)
+  redis.call('HDEL', KEYS[2], ARGV[1])
 end
+if ARGV[3] == 'J' then
+  local member = ARGV[4] .. ':' .. ARGV[1]
+  redis.call('ZADD', KEYS[1], 0, member)
+  redis.call('HSET', KEYS[2], ARGV[1], member)
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Writes one course's entries in the listing indexes (the generation's own hash slot) if the
+/// course version it reflects is newer than the one recorded: the indexes hold the course's
+/// state at that version (its status, its participant count), so repeating a call or running
+/// an older one after a newer one changes nothing.
+///
+/// KEYS: the index versions hash (course → `version:status`), `idx:all`, `idx:popular`,
+/// `idx:instructor:{id}`, then `idx:status:{S}` for the four statuses in `records::STATUSES` order,
+/// then `idx:popular:{S}` in the same order. ARGV: course id, version, status number (1-4),
+/// participant count. Returns 1 when written, 0 when older.
+pub const SAVE_INDEXES: &str = r#"
+local field = redis.call('HGET', KEYS[1], ARGV[1])
+local stored, old = 0, nil
+if field then
+  local sep = string.find(field, ':', 1, true)
+  stored = tonumber(string.sub(field, 1, sep - 1))
+  old = tonumber(string.sub(field, sep + 1))
+end
+if stored >= tonumber(ARGV[2]) then return 0 end
+local id, s, count = ARGV[1], tonumber(ARGV[3]), ARGV[4]
+if old and old ~= s then
+  redis.call('ZREM', KEYS[4 + old], id)
+  redis.call('ZREM', KEYS[8 + old], id)
+end
+redis.call('ZADD', KEYS[2], 0, id)
+redis.call('ZADD', KEYS[4], 0, id)
+redis.call('ZADD', KEYS[4 + s], 0, id)
+redis.call('ZADD', KEYS[3], count, id)
+redis.call('ZADD', KEYS[8 + s], count, id)
+redis.call('HSET', KEYS[1], id, ARGV[2] .. ':' .. ARGV[3])
 return 1
 "#;
 

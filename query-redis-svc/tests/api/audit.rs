@@ -44,20 +44,24 @@ async fn damage_done_to_redis_is_reported_under_its_field() {
         .build()
         .expect("client");
     redis.init().await.expect("redis");
-    let key = |rest: &str| format!("{}1:{rest}", catalog.config.redis_key_prefix);
+    // The store's key layout (query-redis-svc/src/store/mod.rs), generation 1.
+    let p = catalog.config.redis_key_prefix.clone();
+    let key = |rest: &str| format!("{p}1:{rest}");
 
     // A wrong title, a participant dropped, another's enrolment index entry dropped, and a
     // course that the store has never seen.
-    let _: () = redis.hset(key(&format!("course:{id}")), ("title", "Wrong")).await.expect("hset");
-    let zset = key(&format!("course:{id}:participants"));
+    let _: () =
+        redis.hset(key(&format!("course:{{{id}}}")), ("title", "Wrong")).await.expect("hset");
+    let zset = key(&format!("course:{{{id}}}:participants"));
     let all: Vec<String> =
         redis.zrange(&zset, 0, -1, None, false, None, false).await.expect("zrange");
     let member = all.iter().find(|m| m.ends_with(victim.as_str())).expect("victim's entry");
     let _: () = redis.zrem(&zset, member.as_str()).await.expect("zrem");
-    let _: () = redis.hdel(key(&format!("user:{other}:joined")), id.as_str()).await.expect("hdel");
+    let _: () =
+        redis.hdel(key(&format!("user:{{{other}}}:joined")), id.as_str()).await.expect("hdel");
     let stranger = Uuid::now_v7().to_string();
     let _: () = redis
-        .zadd(key("idx:all"), None, None, false, false, (0.0, stranger.as_str()))
+        .zadd(key(&format!("{{{p}1}}:idx:all")), None, None, false, false, (0.0, stranger.as_str()))
         .await
         .expect("zadd");
 
