@@ -3,6 +3,7 @@
 //!
 //! Use it as a client SDK: `course_proto::v1::course_command_service_client::CourseCommandServiceClient`.
 
+pub mod affinity;
 mod convert;
 
 /// Generated messages, clients and servers of package `course.v1`.

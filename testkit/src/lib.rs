@@ -261,3 +261,23 @@ pub fn assert_code<T: std::fmt::Debug>(
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
+
+/// The Prometheus text a service's metrics endpoint on `port` serves.
+pub async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket =
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("metrics port");
+    socket.write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n").await.expect("request");
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The sum of every sample of the counter or gauge `name` in `text` (0 when it has none yet).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

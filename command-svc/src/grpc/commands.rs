@@ -1,6 +1,7 @@
 //! `course.v1.CourseCommandService`: request validation and mapping to domain commands.
 
 use course_domain::{Command, validation};
+use course_proto::affinity::COURSE_ID_HEADER;
 use course_proto::v1::{self, course_command_service_server::CourseCommandService};
 use platform::grpc::Violations;
 use prost::Message;
@@ -41,6 +42,17 @@ impl CommandApi {
             Some(raw) => violations.check("command_id", validation::uuid(raw)).map(Some),
             None => Some(None),
         };
+        // A gateway may route on this header (course_proto::affinity): it must name the
+        // request's course. A new course has no id yet, so CreateCourse ignores it.
+        if let (Some(header), Some(raw)) = (metadata.get(COURSE_ID_HEADER), body.course_id()) {
+            let named = header.to_str().ok().and_then(|h| Uuid::parse_str(h).ok());
+            if course_id.is_some() && named != course_id {
+                violations.check::<()>(
+                    COURSE_ID_HEADER,
+                    Err(format!("names another course than course_id {raw:?}")),
+                );
+            }
+        }
         let command = body.command(&mut violations);
         violations.finish()?;
         let (Some(course_id), Some(command_id)) = (course_id, command_id) else {

@@ -3,7 +3,9 @@
 
 pub use testkit::driver::{create_request, join_request, open_course};
 pub use testkit::events::collect;
-pub use testkit::{SECRET, admin_url, as_user, assert_code, fresh_database, rabbitmq_url, unique};
+pub use testkit::{
+    SECRET, admin_url, as_user, assert_code, free_port, fresh_database, rabbitmq_url, unique,
+};
 
 use command_svc::Application;
 use command_svc::config::Config;
@@ -137,4 +139,49 @@ impl EventStore for TestApp {
 /// Creates a course (with [`create_request`]) as `instructor` and returns its id.
 pub async fn create_course(app: &TestApp, instructor: Uuid, max_participants: u32) -> String {
     testkit::driver::create_course(app, instructor, create_request(max_participants)).await
+}
+
+/// command-svc as a real child process (its own metrics, killable), for crash and
+/// several-replica tests.
+pub struct Process {
+    child: tokio::process::Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    config: Config,
+}
+
+impl Process {
+    pub async fn start(database_url: &str, rabbitmq_url: &str, exchange: &str) -> Process {
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_command-svc"))
+            .env("DATABASE_URL", database_url)
+            .env("GRPC_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AUTH_JWT_SECRET", SECRET)
+            .env("RABBITMQ_URL", rabbitmq_url)
+            .env("RABBITMQ_EXCHANGE", exchange)
+            .env("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("command-svc starts");
+        let mut config = config(database_url);
+        config.broker.rabbitmq_exchange = exchange.to_owned();
+        let process = Process { child, port, metrics_port, config };
+        process.client().wait_for_health(ServingStatus::Serving).await;
+        process
+    }
+
+    pub fn client(&self) -> TestApp {
+        connect(&format!("127.0.0.1:{}", self.port), self.config.clone())
+    }
+
+    /// The sum of a metric's samples on this process's endpoint.
+    pub async fn metric(&self, name: &str) -> f64 {
+        testkit::metric_sum(&testkit::scrape(self.metrics_port).await, name)
+    }
+
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("killed");
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real command-svc, its real tonic clients, a real PostgreSQL.
 
+mod affinity;
 mod authorization;
 mod availability;
 mod batching;

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use opentelemetry::trace::{TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
 
@@ -47,7 +47,7 @@ async fn metrics_are_served_in_the_prometheus_format() {
     let (command, catalog) = spawn_mesh().await;
     let id = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     catalog.course_at(&id, 1).await;
-    let body = scrape(catalog.metrics_port).await;
+    let body = testkit::scrape(catalog.metrics_port).await;
     for metric in [
         "grpc_server_requests_total",
         "grpc_server_request_duration_seconds_bucket",
@@ -58,14 +58,4 @@ async fn metrics_are_served_in_the_prometheus_format() {
         assert!(body.contains(metric), "{metric} missing from:\n{body}");
     }
     assert!(body.contains("method=\"/course.v1.CatalogQueryService/GetCourse\""), "{body}");
-}
-
-async fn scrape(port: u16) -> String {
-    let mut socket =
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("metrics port");
-    socket.write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n").await.expect("request");
-    let mut response = String::new();
-    socket.read_to_string(&mut response).await.expect("response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
 }
