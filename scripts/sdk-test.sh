@@ -134,14 +134,38 @@ run_example() { # LANG command...
   fi
 }
 
+# Command affinity: every SDK must send a course to the same replica as the Rust SDK does (the
+# vectors of course_proto::affinity's tests: course id, replica among 2, 3 and 5).
+vectors='[["00000000-0000-0000-0000-000000000000",[1,1,3]],["01939a5e-6f4b-7c3d-9a2e-5b1c0d8e7f60",[1,1,4]],["ffffffff-ffff-ffff-ffff-ffffffffffff",[1,1,1]],["6ba7b810-9dad-11d1-80b4-00c04fd430c8",[0,0,0]]]'
+python_vectors="from course_sdk import replica_for
+for course, want in $vectors:
+    got = [replica_for(course, n) for n in (2, 3, 5)]
+    assert got == want, (course, got, want)"
+typescript_vectors="import { replicaFor } from '$root/sdk/typescript/dist/src/index.js';
+for (const [course, want] of $vectors) {
+  const got = [2, 3, 5].map((n) => replicaFor(course, n));
+  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(course + ': ' + got + ' != ' + want);
+}"
+affinity_vectors() { # LANG command...
+  local lang=$1; shift
+  if "$@"; then
+    log "$lang SDK routes the affinity vectors as the Rust SDK does"
+  else
+    failed=$((failed + 1))
+    echo "SDK AFFINITY FAILED: $lang replica_for differs from course_proto::affinity" >&2
+  fi
+}
+
 for lang in $langs; do
   case "$lang" in
     python)
       # The SDK is installed as a package (not used from the source tree), like a user would.
       .tools/sdk-py/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall ./sdk/python >/dev/null
       rm -rf sdk/python/build
+      affinity_vectors python .tools/sdk-py/bin/python -c "$python_vectors"
       run_example python .tools/sdk-py/bin/python sdk/python/examples/walkthrough.py ;;
     typescript)
+      affinity_vectors typescript node --input-type=module -e "$typescript_vectors"
       run_example typescript node sdk/typescript/dist/examples/walkthrough.js ;;
     rust)
       run_example rust cargo run --quiet -p course-proto --example walkthrough ;;

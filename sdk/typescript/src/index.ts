@@ -42,6 +42,8 @@ export interface CallSettings {
   token?: string;
   /** Deadline in milliseconds from now (default 10000). */
   deadlineMs?: number;
+  /** Sent as `x-course-id` (COURSE_ID_HEADER), for a gateway that routes by course. */
+  courseId?: string;
 }
 
 /** `authorization: Bearer <token>` metadata. */
@@ -62,6 +64,7 @@ export function unary<Req, Res>(
   settings: CallSettings = {},
 ): Promise<Res> {
   const metadata = settings.token ? bearer(settings.token) : new Metadata();
+  if (settings.courseId) metadata.set(COURSE_ID_HEADER, settings.courseId);
   const deadline = new Date(Date.now() + (settings.deadlineMs ?? 10_000));
   return new Promise((resolve, reject) => {
     method.call(client, request, metadata, { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
@@ -92,9 +95,38 @@ export async function retryUnavailable<T>(call: () => Promise<T>, attempts = 5, 
 /** A request of CourseCommandService given as a plain object; unset fields take their defaults. */
 type Input<T> = Partial<T>;
 
+/** The metadata a gateway hashes on to send one course's commands to one command-svc replica. */
+export const COURSE_ID_HEADER = "x-course-id";
+
+/**
+ * The replica (`0..replicas`) that serves `courseId`'s commands: FNV-1a 64 of the id's 16 bytes,
+ * then jump consistent hash — the same function as the Rust SDK's
+ * `course_proto::affinity::replica_for` and Python's `course_sdk.replica_for`. List the replicas
+ * in a stable order (e.g. a StatefulSet's `command-svc-0`, `-1`, …). An id that is not a UUID goes
+ * to replica 0 (which refuses it like any other).
+ */
+export function replicaFor(courseId: string, replicas: number): number {
+  const hex = courseId.replace(/-/g, "").toLowerCase();
+  if (replicas <= 0 || !/^[0-9a-f]{32}$/.test(hex)) return 0;
+  const mask = (1n << 64n) - 1n;
+  let key = 0xcbf29ce484222325n;
+  for (let i = 0; i < 32; i += 2) {
+    key = ((key ^ BigInt(parseInt(hex.slice(i, i + 2), 16))) * 0x100000001b3n) & mask;
+  }
+  let bucket = -1;
+  let jump = 0;
+  while (jump < replicas) {
+    bucket = jump;
+    key = (key * 2862933555777941757n + 1n) & mask;
+    jump = Math.floor((bucket + 1) * (2147483648 / (Number(key >> 33n) + 1)));
+  }
+  return bucket;
+}
+
 /**
  * CourseCommandService as one caller (the token's subject). Each method takes the request's
- * fields; when `commandId` is not given a fresh UUID is used, so a retry after `UNAVAILABLE` (or a
+ * fields; a command about an existing course carries its id as `x-course-id` metadata for a
+ * gateway to route on (see `replicaFor`); when `commandId` is not given a fresh UUID is used, so a retry after `UNAVAILABLE` (or a
  * lost answer) is deduplicated by the server instead of applied twice.
  */
 export class CourseCommands {
@@ -119,10 +151,14 @@ export class CourseCommands {
     this.client.close();
   }
 
-  private send<Req extends { commandId?: string | undefined }, Res>(method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
+  private send<Req extends { commandId?: string | undefined; courseId?: string }, Res>(
+    method: UnaryMethod<Req, Res>,
+    request: Req,
+  ): Promise<Res> {
     const message = { ...request, commandId: request.commandId ?? randomUUID() };
+    const settings = { token: this.token, deadlineMs: this.options.deadlineMs, courseId: request.courseId || undefined };
     return retryUnavailable(
-      () => unary(this.client, method, message, { token: this.token, deadlineMs: this.options.deadlineMs }),
+      () => unary(this.client, method, message, settings),
       this.options.attempts ?? 3,
     );
   }

@@ -9,10 +9,26 @@ This package adds only what every caller would otherwise write by hand:
 - :class:`CourseCommands` — ``CourseCommandService`` for one caller: attaches the token, gives
   every command a fresh ``command_id`` (idempotency key) and retries ``UNAVAILABLE`` with that
   same id, which the server deduplicates;
+- :func:`replica_for` and ``COURSE_ID_HEADER`` — command affinity: which command-svc replica
+  serves a course (the same function in every SDK), and the header a gateway can hash on;
 - :func:`retry_unavailable` — bounded retries for reads, e.g. a read-your-writes query
   (``min_version``) that answered ``UNAVAILABLE`` because the read model was still behind.
 """
 
-from .client import CourseCommands, bearer, new_command_id, retry_unavailable
+from .client import (
+    COURSE_ID_HEADER,
+    CourseCommands,
+    bearer,
+    new_command_id,
+    replica_for,
+    retry_unavailable,
+)
 
-__all__ = ["CourseCommands", "bearer", "new_command_id", "retry_unavailable"]
+__all__ = [
+    "COURSE_ID_HEADER",
+    "CourseCommands",
+    "bearer",
+    "new_command_id",
+    "replica_for",
+    "retry_unavailable",
+]

@@ -21,6 +21,34 @@ def bearer(token: str) -> Metadata:
     return (("authorization", f"Bearer {token}"),)
 
 
+COURSE_ID_HEADER = "x-course-id"
+"""The metadata a gateway hashes on to send one course's commands to one command-svc replica."""
+
+
+def replica_for(course_id: str, replicas: int) -> int:
+    """The replica (``0..replicas``) that serves ``course_id``'s commands: FNV-1a 64 of the id's
+    16 bytes, then jump consistent hash — the same function as the Rust SDK's
+    ``course_proto::affinity::replica_for`` and the TypeScript ``replicaFor``. List the replicas in
+    a stable order (e.g. a StatefulSet's ``command-svc-0``, ``-1``, …). An id that is not a UUID
+    goes to replica 0 (which refuses it like any other)."""
+    if replicas <= 0:
+        return 0
+    try:
+        data = uuid.UUID(course_id).bytes
+    except ValueError:
+        return 0
+    mask = (1 << 64) - 1
+    key = 0xCBF29CE484222325
+    for byte in data:
+        key = ((key ^ byte) * 0x100000001B3) & mask
+    bucket, jump = -1, 0
+    while jump < replicas:
+        bucket = jump
+        key = (key * 2862933555777941757 + 1) & mask
+        jump = int((bucket + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return bucket
+
+
 def new_command_id() -> str:
     """A fresh idempotency key (UUID) for one command."""
     return str(uuid.uuid4())
@@ -43,8 +71,10 @@ def retry_unavailable(call: Callable[[], T], attempts: int = 5, backoff: float =
 class CourseCommands:
     """``CourseCommandService`` as one caller (the token's subject).
 
-    Every method takes the generated request message and returns the generated response. The
-    request is copied; when it has no ``command_id`` the copy gets a fresh one, so a retry after
+    Every method takes the generated request message and returns the generated response. A
+    command about an existing course carries its id as ``x-course-id`` metadata for a gateway to
+    route on (see :func:`replica_for`). The request is copied; when it has no ``command_id`` the
+    copy gets a fresh one, so a retry after
     ``UNAVAILABLE`` (or a lost answer) is deduplicated by the server instead of applied twice.
     Errors are raised as ``grpc.RpcError`` with the status codes listed in the README.
     """
@@ -72,8 +102,12 @@ class CourseCommands:
         message.CopyFrom(request)
         if not message.HasField("command_id"):
             message.command_id = new_command_id()
+        metadata = self._metadata
+        course_id = getattr(message, "course_id", "")
+        if course_id:
+            metadata = metadata + ((COURSE_ID_HEADER, course_id),)
         return retry_unavailable(
-            lambda: method(message, metadata=self._metadata, timeout=self._timeout),
+            lambda: method(message, metadata=metadata, timeout=self._timeout),
             attempts=self._attempts,
         )
 
