@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use course_proto::affinity::CourseRouter;
 use course_proto::v1;
 use course_proto::v1::catalog_query_service_client::CatalogQueryServiceClient;
 use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
@@ -35,21 +36,62 @@ impl Caller {
     }
 }
 
-/// A set of connections to command-svc that callers take turns on.
+/// Connections to one or more command-svc replicas that callers take turns on.
 #[derive(Clone)]
-pub struct Connections(Vec<Channel>);
+pub struct Connections {
+    replicas: Vec<Vec<Channel>>,
+    routing: Routing,
+}
+
+/// How a caller picks a replica (with one replica, both are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// The replica the course hashes to (`course_proto::affinity`).
+    ByCourse,
+    /// Caller `n` uses replica `n % replicas`, whatever the course.
+    RoundRobin,
+}
 
 impl Connections {
+    /// `count` connections to one replica.
     pub async fn open(url: &str, count: usize) -> anyhow::Result<Self> {
-        let mut channels = Vec::new();
-        for _ in 0..count.max(1) {
-            channels.push(Channel::from_shared(url.to_owned())?.connect().await?);
-        }
-        Ok(Self(channels))
+        Self::open_replicas(&[url.to_owned()], count, Routing::ByCourse).await
     }
 
+    /// `count` connections to each replica, in the replicas' stable order.
+    pub async fn open_replicas(
+        urls: &[String],
+        count: usize,
+        routing: Routing,
+    ) -> anyhow::Result<Self> {
+        let mut replicas = Vec::new();
+        for url in urls {
+            let mut channels = Vec::new();
+            for _ in 0..count.max(1) {
+                channels.push(Channel::from_shared(url.clone())?.connect().await?);
+            }
+            replicas.push(channels);
+        }
+        Ok(Self { replicas, routing })
+    }
+
+    /// Caller `n`'s client on the first replica (course set-up).
     pub fn client(&self, n: usize) -> CourseCommandServiceClient<Channel> {
-        CourseCommandServiceClient::new(self.0[n % self.0.len()].clone())
+        let channels = &self.replicas[0];
+        CourseCommandServiceClient::new(channels[n % channels.len()].clone())
+    }
+
+    /// Caller `n`'s client for commands on `course`.
+    pub fn client_for(&self, n: usize, course: &str) -> CourseCommandServiceClient<Channel> {
+        let replica = match self.routing {
+            Routing::ByCourse => {
+                let router = CourseRouter::new((0..self.replicas.len()).collect());
+                router.map_or(0, |r| *r.route(course))
+            }
+            Routing::RoundRobin => n % self.replicas.len(),
+        };
+        let channels = &self.replicas[replica];
+        CourseCommandServiceClient::new(channels[n % channels.len()].clone())
     }
 }
 
@@ -153,7 +195,7 @@ pub async fn run(
     let started = Instant::now();
     let mut workers = Vec::new();
     for (n, (caller, course)) in callers.into_iter().zip(courses.iter().cloned()).enumerate() {
-        let mut commands = connections.client(n);
+        let mut commands = connections.client_for(n, &course);
         let stop = stop.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -173,7 +215,7 @@ pub async fn run(
         }));
     }
     let lag = {
-        let mut commands = connections.client(clients);
+        let mut commands = connections.client_for(clients, &courses[0]);
         let mut catalog = CatalogQueryServiceClient::new(catalog.clone());
         let course = courses[0].clone();
         let stop = stop.clone();

@@ -296,6 +296,44 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hot course on two replicas of one database: its commands routed by course (all to one
+/// replica) against spread round-robin over both (the two race for the course's next version).
+async fn two_replicas(args: &Args, second: &str) -> anyhow::Result<()> {
+    let catalog = Channel::from_shared(args.catalog.clone())?.connect_lazy();
+    let urls = [args.command.clone(), second.to_owned()];
+    println!();
+    println!("Hot course on two command-svc replicas (same database), {} clients:", args.clients);
+    println!();
+    println!(
+        "| {:<38} | {:>9} | {:>6} | {:>7} | {:>7} | {:>6} |",
+        "routing", "rate", "ratio", "p50", "p99", "errors"
+    );
+    println!("|{:-<40}|{:->11}|{:->8}|{:->9}|{:->9}|{:->8}|", "", ":", ":", ":", ":", ":");
+    for (name, routing) in [
+        ("by course (x-course-id / CourseRouter)", load::Routing::ByCourse),
+        ("round-robin", load::Routing::RoundRobin),
+    ] {
+        let connections =
+            load::Connections::open_replicas(&urls, args.connections, routing).await?;
+        let mut result = load::run(
+            load::Shape::Hot,
+            &connections,
+            &catalog,
+            &args.secret,
+            args.clients,
+            args.seconds,
+        )
+        .await?;
+        let rate = result.rate();
+        row(name, rate, args.reference_tps, &mut result.latencies, result.errors);
+        if let Some(error) = &result.first_error {
+            println!("|   first error: {error}");
+        }
+    }
+    println!();
+    Ok(())
+}
+
 async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
     let warm = load::Connections::open(&args.command, args.connections).await?;
     let cold = Channel::from_shared(cold_url.to_owned())?.connect().await?;
@@ -333,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
     write_path(&args).await?;
     if let Some(cold) = &args.cold_command {
         cold_start(&args, cold).await?;
+        two_replicas(&args, cold).await?;
     }
     if !args.write_path_only && !args.skip_read_model {
         read_model::run(&args.command, &args.catalog, &args.secret, &args.read_model).await?;
