@@ -60,8 +60,10 @@ async fn documents_and_comments_answer_each_kind_of_caller_as_the_table_says() {
     }
 
     // Enrolments: the user, or an operator naming the user.
-    let alices =
-        || v1::ListUserEnrollmentsRequest { user_id: Some(alice.to_string()), min_position: None };
+    let alices = || v1::ListUserEnrollmentsRequest {
+        user_id: Some(alice.to_string()),
+        ..Default::default()
+    };
     assert_eq!(code(q.list_user_enrollments(alices()).await), Code::Unauthenticated);
     assert_eq!(
         code(q.list_user_enrollments(as_user(mallory, alices())).await),

@@ -11,6 +11,7 @@ fn enrollments_request(user_id: Option<Uuid>, min_position: u64) -> v1::ListUser
     v1::ListUserEnrollmentsRequest {
         user_id: user_id.map(|u| u.to_string()),
         min_position: Some(min_position),
+        ..Default::default()
     }
 }
 
@@ -100,7 +101,10 @@ async fn enrolments_are_private_to_their_user_and_need_a_valid_token() {
         client
             .list_user_enrollments(as_user(
                 alice,
-                v1::ListUserEnrollmentsRequest { user_id: Some("me".into()), min_position: None },
+                v1::ListUserEnrollmentsRequest {
+                    user_id: Some("me".into()),
+                    ..Default::default()
+                },
             ))
             .await,
         Code::InvalidArgument,
