@@ -10,26 +10,20 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::page_token;
-use crate::store::{CommentCursor, CourseCursor, CourseDoc, MongoReadModel, SearchFilter};
+use crate::store::{
+    CommentCursor, CourseCursor, CourseDoc, MongoReadModel, ParticipantDoc, SearchFilter,
+};
 
 /// Longest search text, in characters.
 const MAX_QUERY_CHARS: usize = 200;
+/// Participants a GetCourseDetails answer carries at most (the largest ListParticipants page):
+/// ListParticipants continues after them.
+pub const FIRST_PARTICIPANTS: usize = 100;
 
 /// The read RPCs over the MongoDB read model.
 #[derive(Clone)]
 pub struct CourseQueryApi {
     reads: ReadSide<MongoReadModel>,
-}
-
-/// Whether `caller` may see who is in `course` and what they wrote: its instructor, a current
-/// participant, or an operator.
-fn may_see_members(caller: Option<&Identity>, course: &CourseDoc) -> bool {
-    let Some(caller) = caller else { return false };
-    if caller.is_operator() {
-        return true;
-    }
-    let Some(user) = caller.user.map(|u| u.to_string()) else { return false };
-    course.instructor_id == user || course.participants.iter().any(|p| p.user_id == user)
 }
 
 fn query_words(raw: &str) -> Result<Vec<String>, String> {
@@ -69,6 +63,50 @@ impl CourseQueryApi {
         self.reads.model()
     }
 
+    /// Whether `caller` may see who is in `course` and what they wrote: its instructor, a
+    /// current participant, or an operator.
+    async fn may_see_members(
+        &self,
+        generation: u32,
+        caller: Option<&Identity>,
+        course: &CourseDoc,
+    ) -> Result<bool, QueryError> {
+        let Some(caller) = caller else { return Ok(false) };
+        if caller.is_operator() {
+            return Ok(true);
+        }
+        let Some(user) = caller.user else { return Ok(false) };
+        if course.instructor_id == user.to_string() {
+            return Ok(true);
+        }
+        let Ok(course_id) = Uuid::parse_str(&course.id) else { return Ok(false) };
+        Ok(self.model().is_participant(generation, course_id, user).await?)
+    }
+
+    /// Up to `size` participants of `course_id` after the join at `after`, and the token of
+    /// the next page (empty on the last).
+    async fn participant_page(
+        &self,
+        generation: u32,
+        course_id: Uuid,
+        after: u64,
+        size: usize,
+    ) -> Result<(Vec<v1::CourseParticipant>, String), QueryError> {
+        let limit = i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1);
+        let mut page = self.model().participants(generation, course_id, after, limit).await?;
+        let next = if page.len() > size {
+            page.truncate(size);
+            page.last()
+                .map(|last: &ParticipantDoc| {
+                    page_token::participants(&last.course_id, last.version)
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((page.into_iter().map(crate::store::participant_proto).collect(), next))
+    }
+
     #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
     async fn course_details(
         &self,
@@ -79,18 +117,60 @@ impl CourseQueryApi {
         let course_id = violations.check("course_id", validation::uuid(&request.course_id));
         let course_id = finish(violations, course_id)?;
         self.reads.wait_for_version(course_id, request.min_version).await?;
+        let generation = self.reads.active().await?;
         let course = self
             .model()
-            .course(self.reads.active().await?, course_id)
+            .course(generation, course_id)
             .await?
             .ok_or(QueryError::CourseNotFound(course_id))?;
-        let members_visible = may_see_members(caller, &course);
+        let members_visible = self.may_see_members(generation, caller, &course).await?;
         let mut course = course.into_proto();
-        if !members_visible {
-            // The count is public; who is in the course is not.
-            course.participants.clear();
+        // The count is public; who is in the course is not.
+        if members_visible && course.participant_count > 0 {
+            let (participants, next) =
+                self.participant_page(generation, course_id, 0, FIRST_PARTICIPANTS).await?;
+            course.participants = participants;
+            course.participants_next_page_token = next;
         }
         Ok(v1::GetCourseDetailsResponse { course: Some(course) })
+    }
+
+    #[tracing::instrument(skip_all, fields(course_id = %request.course_id), err(level = "info", Display))]
+    async fn participants(
+        &self,
+        caller: Option<&Identity>,
+        request: v1::ListParticipantsRequest,
+    ) -> Result<v1::ListParticipantsResponse, QueryError> {
+        let mut violations = Violations::new();
+        let course_id = violations.check("course_id", validation::uuid(&request.course_id));
+        let size = violations.check("page_size", page_size(request.page_size));
+        let after = course_id.and_then(|course_id| {
+            violations.check(
+                "page_token",
+                page_token::parse_participants(&request.page_token, &course_id.to_string()),
+            )
+        });
+        let checked = (|| Some((course_id?, size?, after?)))();
+        let (course_id, size, after) = finish(violations, checked)?;
+        self.reads.wait_for_version(course_id, request.min_version).await?;
+        let generation = self.reads.active().await?;
+        let course = self
+            .model()
+            .course(generation, course_id)
+            .await?
+            .ok_or(QueryError::CourseNotFound(course_id))?;
+        let (participants, next_page_token) =
+            if self.may_see_members(generation, caller, &course).await? {
+                self.participant_page(generation, course_id, after, size as usize).await?
+            } else {
+                (Vec::new(), String::new())
+            };
+        Ok(v1::ListParticipantsResponse {
+            participants,
+            next_page_token,
+            participant_count: u32::try_from(course.participant_count).unwrap_or_default(),
+            version: u64::try_from(course.version).unwrap_or_default(),
+        })
     }
 
     #[tracing::instrument(skip_all, err(level = "info", Display))]
@@ -145,11 +225,8 @@ impl CourseQueryApi {
         Ok(v1::SearchCoursesResponse {
             courses: courses
                 .into_iter()
-                .map(|c| {
-                    let mut course = c.into_proto();
-                    course.participants.clear();
-                    course
-                })
+                // Counts only: `into_proto` carries no participants.
+                .map(CourseDoc::into_proto)
                 .collect(),
             next_page_token,
         })
@@ -173,7 +250,7 @@ impl CourseQueryApi {
         let Some(course) = self.model().course(generation, course_id).await? else {
             return Err(QueryError::CourseNotFound(course_id));
         };
-        if !may_see_members(Some(caller), &course) {
+        if !self.may_see_members(generation, Some(caller), &course).await? {
             return Err(QueryError::PermissionDenied(
                 "a course's comments are visible to its instructor and participants only"
                     .to_owned(),
@@ -217,15 +294,23 @@ impl CourseQueryApi {
             }),
             Some(raw) => violations.check("user_id", validation::uuid(raw)),
         };
-        let user = finish(violations, user)?;
+        let size = violations.check("page_size", page_size(request.page_size));
+        let cursor =
+            violations.check("page_token", page_token::parse_enrollments(&request.page_token));
+        let checked = (|| Some((user?, size?, cursor?)))();
+        let (user, size, cursor) = finish(violations, checked)?;
         if caller.user != Some(user) && !caller.is_operator() {
             return Err(QueryError::PermissionDenied(
                 "only your own enrolments are visible".to_owned(),
             ));
         }
         self.reads.wait_for_position(request.min_position).await?;
-        let enrollments = self.model().enrollments(self.reads.active().await?, user).await?;
+        let (enrollments, next) = self
+            .model()
+            .enrollments(self.reads.active().await?, user, cursor.as_ref(), size as usize)
+            .await?;
         Ok(v1::ListUserEnrollmentsResponse {
+            next_page_token: next.as_ref().map(page_token::enrollments).unwrap_or_default(),
             enrollments: enrollments
                 .into_iter()
                 .map(|e| v1::Enrollment {
@@ -268,6 +353,14 @@ impl CourseQueryService for CourseQueryApi {
     ) -> Result<Response<v1::GetCourseDetailsResponse>, Status> {
         let caller = platform::server::caller(&request).cloned();
         Ok(Response::new(self.course_details(caller.as_ref(), request.into_inner()).await?))
+    }
+
+    async fn list_participants(
+        &self,
+        request: Request<v1::ListParticipantsRequest>,
+    ) -> Result<Response<v1::ListParticipantsResponse>, Status> {
+        let caller = platform::server::caller(&request).cloned();
+        Ok(Response::new(self.participants(caller.as_ref(), request.into_inner()).await?))
     }
 
     async fn search_courses(

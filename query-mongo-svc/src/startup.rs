@@ -17,15 +17,15 @@ use crate::store::MongoReadModel;
 /// Names under which `grpc.health.v1` reports.
 const HEALTH_NAMES: &[&str] = &["", "course.v1.CourseQueryService"];
 
-/// Who may call what. Documents, search and counts are public (a document's participant list
-/// only for its instructor, participants and operators: the handler omits it otherwise);
+/// Who may call what. Documents, search, participant pages and counts are public (who is in a
+/// course only for its instructor, participants and operators: the handler omits it otherwise);
 /// comments are for the instructor and participants (checked by the handler); a user's
 /// enrolments for that user; the admin RPCs for operators (added by the host).
 pub fn policy() -> Policy {
     Policy::new()
         .service(
             "course.v1.CourseQueryService",
-            &["GetCourseDetails", "SearchCourses", "GetPlatformStats"],
+            &["GetCourseDetails", "ListParticipants", "SearchCourses", "GetPlatformStats"],
             Access::Public,
         )
         .service(

@@ -103,6 +103,24 @@ impl Running {
         }
     }
 
+    /// Polls the projection status once a second until every event up to the global
+    /// `position` is applied to the served generation, for loads that take minutes (a read
+    /// with `min_version` would outlast the server's request timeout); `limit` at most.
+    pub async fn wait_until_applied(&self, position: u64, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let status = self.status().await;
+            if status.applied_position >= position {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "position {position} not applied in {limit:?}: still {status:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     /// The first page of dead letters (the default page size).
     pub async fn dead_letters(&self) -> v1::ListDeadLettersResponse {
         self.admin()

@@ -3,16 +3,16 @@
 //! the `update` command with many statements), so the same code runs on a real MongoDB and on
 //! the test server.
 //!
-//! * New courses are inserted whole (sections and participants folded in memory), all in one
-//!   unordered `insert_many`; a duplicate key is a lost race (conflict).
-//! * A known course gets one version-guarded update per *segment* of its steps: `$set` of the
-//!   summary after the segment, `$push … $each` of its sections and participants, or `$pull`
-//!   of those who left (MongoDB refuses `$push` and `$pull` of one array in one update, so a
-//!   switch between joins and leaves starts a new segment). The first segment of every course goes in one
-//!   `update` command, then the second, and so on; a course whose segment did not match stops
-//!   there as a conflict.
 //! * Comments are upserted first, in one unordered `insert_many` (duplicates are redeliveries),
-//!   so that a lost course update is healed by redelivery as before.
+//!   and so are participations (the last join or leave of each course and user in the batch,
+//!   see `participants`), so that a lost course update is healed by redelivery as before.
+//! * New courses are inserted whole (sections folded in memory), all in one unordered
+//!   `insert_many`; a duplicate key is a lost race (conflict).
+//! * A known course gets one version-guarded update of all its steps (a *segment*): `$set` of
+//!   the summary after them and `$push … $each` of its sections; every course's update goes in
+//!   one `update` command, and a course whose update did not match is a conflict. (The update
+//!   is written for several segments per course, from when participants were an array of the
+//!   document and `$push` and `$pull` of it needed separate updates.)
 
 use std::collections::HashMap;
 
@@ -23,9 +23,8 @@ use projection::fold::{Change, CourseSummary};
 use projection::{CourseWrite, ReadModelError, Saved};
 use uuid::Uuid;
 
-use super::documents::{
-    CommentDoc, CourseDoc, ParticipantDoc, SectionDoc, summary_fields, version,
-};
+use super::documents::{CommentDoc, CourseDoc, SectionDoc, summary_fields, version};
+use super::participants::{Participation, last_per_user};
 use super::{MongoReadModel, classify, is_duplicate_key};
 
 fn unexpected(err: impl std::fmt::Display) -> ReadModelError {
@@ -34,7 +33,7 @@ fn unexpected(err: impl std::fmt::Display) -> ReadModelError {
 
 /// Indexes (into the batch) of the documents that failed with a duplicate key; any other
 /// failure is an error.
-fn duplicate_indexes(err: mongodb::error::Error) -> Result<Vec<usize>, ReadModelError> {
+pub(crate) fn duplicate_indexes(err: mongodb::error::Error) -> Result<Vec<usize>, ReadModelError> {
     if let ErrorKind::InsertMany(failure) = err.kind.as_ref()
         && failure.write_concern_error.is_none()
         && let Some(errors) = &failure.write_errors
@@ -48,15 +47,13 @@ fn duplicate_indexes(err: mongodb::error::Error) -> Result<Vec<usize>, ReadModel
     Err(classify(err))
 }
 
-/// The array changes of one segment.
+/// The changes of one segment.
 #[derive(Default)]
 struct Segment {
     /// Version of the course before the segment.
     before: u64,
     summary: Option<CourseSummary>,
     sections: Vec<Bson>,
-    joined: Vec<Bson>,
-    left: Vec<String>,
 }
 
 impl Segment {
@@ -67,52 +64,25 @@ impl Segment {
         if !self.sections.is_empty() {
             push.insert("sections", doc! { "$each": self.sections.clone() });
         }
-        if !self.joined.is_empty() {
-            push.insert("participants", doc! { "$each": self.joined.clone() });
-        }
         if !push.is_empty() {
             update.insert("$push", push);
-        }
-        if !self.left.is_empty() {
-            update.insert(
-                "$pull",
-                doc! { "participants": { "user_id": { "$in": self.left.clone() } } },
-            );
         }
         Some(update)
     }
 }
 
-fn participant(user_id: Uuid, joined_at: chrono::DateTime<chrono::Utc>) -> ParticipantDoc {
-    ParticipantDoc {
-        user_id: user_id.to_string(),
-        joined_at: super::documents::bson_time(joined_at),
-    }
-}
-
-/// Splits a known course's steps into segments that each fit one update.
+/// A known course's steps as the segments of its update (one: see the module documentation).
 fn segments(write: &CourseWrite) -> Result<Vec<Segment>, ReadModelError> {
     let mut out: Vec<Segment> = Vec::new();
     let mut current = Segment { before: write.before_version, ..Default::default() };
     for (after, change) in &write.steps {
-        let starts_new = match change {
-            Change::ParticipantJoined { .. } => !current.left.is_empty(),
-            Change::ParticipantLeft { .. } => !current.joined.is_empty(),
-            _ => false,
-        };
-        if starts_new && let Some(summary) = &current.summary {
-            let before = summary.version;
-            out.push(std::mem::replace(&mut current, Segment { before, ..Default::default() }));
-        }
         match change {
             Change::SectionAdded(section) => {
                 current.sections.push(bson::to_bson(&SectionDoc::new(section)).map_err(unexpected)?)
             }
-            Change::ParticipantJoined { user_id, joined_at } => current
-                .joined
-                .push(bson::to_bson(&participant(*user_id, *joined_at)).map_err(unexpected)?),
-            Change::ParticipantLeft { user_id } => current.left.push(user_id.to_string()),
-            Change::Created
+            Change::ParticipantJoined { .. }
+            | Change::ParticipantLeft { .. }
+            | Change::Created
             | Change::DetailsChanged
             | Change::StatusChanged { .. }
             | Change::Commented(_) => {}
@@ -129,16 +99,8 @@ fn segments(write: &CourseWrite) -> Result<Vec<Segment>, ReadModelError> {
 fn new_course(write: &CourseWrite) -> Option<CourseDoc> {
     let mut doc = CourseDoc::new(write.after()?);
     for (_, change) in &write.steps {
-        match change {
-            Change::SectionAdded(section) => doc.sections.push(SectionDoc::new(section)),
-            Change::ParticipantJoined { user_id, joined_at } => {
-                doc.participants.push(participant(*user_id, *joined_at))
-            }
-            Change::ParticipantLeft { user_id } => {
-                let user = user_id.to_string();
-                doc.participants.retain(|p| p.user_id != user);
-            }
-            _ => {}
+        if let Change::SectionAdded(section) = change {
+            doc.sections.push(SectionDoc::new(section));
         }
     }
     Some(doc)
@@ -159,6 +121,7 @@ impl MongoReadModel {
             .generation(generation)
             .courses
             .find(doc! { "_id": { "$in": ids } })
+            // `participants`: the array documents written before `participants_g{n}` had.
             .projection(doc! { "sections": 0, "participants": 0 })
             .await
             .map_err(classify)?
@@ -211,6 +174,13 @@ impl MongoReadModel {
         {
             duplicate_indexes(err)?; // already there: a redelivery
         }
+
+        let participations = last_per_user(writes.iter().flat_map(|w| {
+            w.steps.iter().filter_map(|(after, change)| {
+                Participation::of(after.course_id, after.version, change)
+            })
+        }));
+        self.write_participations(generation, &participations).await?;
 
         let (created, known): (Vec<usize>, Vec<usize>) =
             (0..writes.len()).partition(|i| writes[*i].before_version == 0);

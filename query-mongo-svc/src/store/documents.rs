@@ -10,6 +10,8 @@ use course_proto::v1;
 use mongodb::bson::{self, Document, doc};
 use projection::fold::{CommentView, CourseSummary, SectionView};
 use serde::{Deserialize, Serialize};
+
+use super::participants::ParticipantDoc;
 use uuid::Uuid;
 
 /// A course in `courses_g{n}`.
@@ -34,9 +36,6 @@ pub struct CourseDoc {
     /// Absent when projected out (summaries, search results).
     #[serde(default)]
     pub sections: Vec<SectionDoc>,
-    /// Absent when projected out.
-    #[serde(default)]
-    pub participants: Vec<ParticipantDoc>,
 }
 
 /// An element of `sections`.
@@ -48,13 +47,6 @@ pub struct SectionDoc {
     pub description: String,
     pub video_url: String,
     pub added_at: bson::DateTime,
-}
-
-/// An element of `participants`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParticipantDoc {
-    pub user_id: String,
-    pub joined_at: bson::DateTime,
 }
 
 /// A comment in `comments_g{n}`, keyed by its id.
@@ -73,6 +65,7 @@ pub struct CommentDoc {
 #[error("malformed read-model document: {0}")]
 pub struct Malformed(pub String);
 
+/// A BSON DateTime of `at` (millisecond precision).
 pub fn bson_time(at: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(at.timestamp_millis())
 }
@@ -152,7 +145,6 @@ impl CourseDoc {
             created_at: bson_time(summary.created_at),
             updated_at: bson_time(summary.updated_at),
             sections: Vec::new(),
-            participants: Vec::new(),
         }
     }
 
@@ -176,7 +168,8 @@ impl CourseDoc {
         })
     }
 
-    /// The protobuf form; sections in position order, participants in join order.
+    /// The protobuf form, with sections in position order and no participants (the caller
+    /// adds a page of them, see [`participant_proto`]).
     pub fn into_proto(self) -> v1::CourseDetails {
         let status =
             v1::CourseStatus::from_str_name(&self.status).unwrap_or(v1::CourseStatus::Unspecified);
@@ -191,20 +184,22 @@ impl CourseDoc {
             instructor_id: self.instructor_id,
             max_participants: u32::try_from(self.max_participants).unwrap_or_default(),
             sections: sections.into_iter().map(SectionDoc::into_proto).collect(),
-            participants: self
-                .participants
-                .into_iter()
-                .map(|p| v1::CourseParticipant {
-                    user_id: p.user_id,
-                    joined_at: Some(timestamp(p.joined_at)),
-                })
-                .collect(),
+            participants: Vec::new(),
+            participants_next_page_token: String::new(),
             participant_count: u32::try_from(self.participant_count).unwrap_or_default(),
             comment_count: u32::try_from(self.comment_count).unwrap_or_default(),
             version: u64::try_from(self.version).unwrap_or_default(),
             created_at: Some(timestamp(self.created_at)),
             updated_at: Some(timestamp(self.updated_at)),
         }
+    }
+}
+
+/// A stored participant in its protobuf form.
+pub fn participant_proto(participant: ParticipantDoc) -> v1::CourseParticipant {
+    v1::CourseParticipant {
+        user_id: participant.user_id,
+        joined_at: Some(timestamp(participant.joined_at)),
     }
 }
 

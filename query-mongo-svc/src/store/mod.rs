@@ -6,14 +6,17 @@
 //!   `{_id: "lease_g{n}", owner, expires_at}` per generation ever reserved for a rebuild;
 //! * `dead_letters`: events the projection could not apply, `_id` = global position;
 //! * per generation `n`: `courses_g{n}` (one document per course, `_id` = course id, with its
-//!   sections and participants), `comments_g{n}` (one document per comment) and `applied_g{n}`
+//!   sections and counts, never its participants), `participants_g{n}` (one document per course
+//!   and user, `participants`), `comments_g{n}` (one document per comment) and `applied_g{n}`
 //!   (positions applied above the watermark).
 //!
 //! Every write of a course is a single-document operation; the course's `version` field guards
-//! it. No multi-document transactions are used. A batch of events is written in bulk (`bulk`).
+//! it (a participation's own `version` guards it). No multi-document transactions are used. A
+//! batch of events is written in bulk (`bulk`).
 
 mod bulk;
 mod documents;
+mod participants;
 mod queries;
 mod read_model;
 
@@ -27,8 +30,11 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use projection::ReadModelError;
 
-pub use documents::{CommentDoc, CourseDoc, Malformed, chrono_time};
-pub use queries::{CommentCursor, CourseCursor, Enrollment, PlatformStats, SearchFilter};
+pub use documents::{CommentDoc, CourseDoc, Malformed, chrono_time, participant_proto};
+pub use participants::ParticipantDoc;
+pub use queries::{
+    CommentCursor, CourseCursor, Enrollment, EnrollmentCursor, PlatformStats, SearchFilter,
+};
 
 /// Name of the collection with the generation state and watermarks.
 const STATE: &str = "projection_state";
@@ -58,6 +64,7 @@ impl std::fmt::Debug for MongoReadModel {
 pub(crate) struct GenerationCollections {
     pub courses: Collection<CourseDoc>,
     pub comments: Collection<CommentDoc>,
+    pub participants: Collection<Document>,
     pub applied: Collection<Document>,
 }
 
@@ -89,6 +96,7 @@ impl MongoReadModel {
         GenerationCollections {
             courses: self.db.collection(&format!("courses_g{generation}")),
             comments: self.db.collection(&format!("comments_g{generation}")),
+            participants: self.db.collection(&format!("participants_g{generation}")),
             applied: self.db.collection(&format!("applied_g{generation}")),
         }
     }
@@ -121,12 +129,19 @@ impl MongoReadModel {
                 index(doc! { "status": 1, "created_at": -1 }),
                 index(doc! { "instructor_id": 1, "created_at": -1 }),
                 index(doc! { "category_key": 1, "created_at": -1 }),
-                index(doc! { "participants.user_id": 1 }),
             ])
             .await
             .map_err(classify)?;
         g.comments
             .create_index(index(doc! { "course_id": 1, "posted_at": -1 }))
+            .await
+            .map_err(classify)?;
+        // A course's participants in join order; a user's courses, most recently joined first.
+        g.participants
+            .create_indexes([
+                index(doc! { "course_id": 1, "state": 1, "version": 1 }),
+                index(doc! { "user_id": 1, "state": 1, "joined_at": -1 }),
+            ])
             .await
             .map_err(classify)?;
         // `applied_g{n}` is only queried by `_id`.

@@ -7,7 +7,10 @@ use projection::ReadModelError;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::documents::{CommentDoc, CourseDoc, ParticipantDoc, category_key, status_name};
+use std::collections::HashMap;
+
+use super::documents::{CommentDoc, CourseDoc, category_key, status_name};
+use super::participants::{JOINED, ParticipantDoc, participation_id};
 use super::read_model::int;
 use super::{MongoReadModel, classify};
 
@@ -57,14 +60,20 @@ pub struct PlatformStats {
     pub total_comments: u64,
 }
 
+/// Where a page of enrolments continues: after this (joined_at, course) in most recently
+/// joined first order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentCursor {
+    pub joined_at_millis: i64,
+    pub course_id: String,
+}
+
 #[derive(Deserialize)]
-struct EnrollmentRow {
+struct TitleRow {
     #[serde(rename = "_id")]
     id: String,
     title: String,
     status: String,
-    #[serde(default)]
-    participants: Vec<ParticipantDoc>,
 }
 
 /// `raw` as a regular expression that matches exactly that text: every ASCII punctuation
@@ -124,7 +133,7 @@ pub fn search_filter(filter: &SearchFilter, cursor: Option<&CourseCursor>) -> Do
 }
 
 impl MongoReadModel {
-    /// The whole course document.
+    /// The course document (its participants are in `participants_g{n}`).
     pub async fn course(
         &self,
         generation: u32,
@@ -133,6 +142,8 @@ impl MongoReadModel {
         self.generation(generation)
             .courses
             .find_one(doc! { "_id": course_id.to_string() })
+            // The array documents written before `participants_g{n}` had.
+            .projection(doc! { "participants": 0 })
             .await
             .map_err(classify)
     }
@@ -151,6 +162,7 @@ impl MongoReadModel {
             .find(search_filter(filter, cursor))
             .sort(doc! { "created_at": -1, "_id": -1 })
             .limit(limit)
+            // Counts only, whatever the size of the courses.
             .projection(doc! { "sections": 0, "participants": 0 })
             .await
             .map_err(classify)?
@@ -183,40 +195,74 @@ impl MongoReadModel {
             .map_err(classify)
     }
 
-    /// The courses `user` is a participant of, most recently joined first.
+    /// Up to `size` courses `user` is a participant of, most recently joined first, after
+    /// `cursor`, and where the next page starts if there is one: a page of the user's
+    /// participations, then the titles of those courses in one query.
     pub async fn enrollments(
         &self,
         generation: u32,
         user: Uuid,
-    ) -> Result<Vec<Enrollment>, ReadModelError> {
+        cursor: Option<&EnrollmentCursor>,
+        size: usize,
+    ) -> Result<(Vec<Enrollment>, Option<EnrollmentCursor>), ReadModelError> {
         let user = user.to_string();
-        let rows: Vec<EnrollmentRow> = self
-            .generation(generation)
-            .courses
-            .clone_with_type::<EnrollmentRow>()
-            .find(doc! { "participants.user_id": &user })
-            .projection(doc! { "title": 1, "status": 1, "participants": 1 })
+        let mut all = vec![Bson::Document(doc! { "user_id": &user, "state": JOINED })];
+        if let Some(cursor) = cursor {
+            let id = participation_id(&cursor.course_id, &user);
+            all.push(Bson::Document(after("joined_at", cursor.joined_at_millis, &id)));
+        }
+        let g = self.generation(generation);
+        let mut page: Vec<ParticipantDoc> = g
+            .participants
+            .clone_with_type::<ParticipantDoc>()
+            .find(doc! { "$and": all })
+            .sort(doc! { "joined_at": -1, "_id": -1 })
+            .limit(i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1))
             .await
             .map_err(classify)?
             .try_collect()
             .await
             .map_err(classify)?;
-        let mut out: Vec<Enrollment> = rows
+        let next = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|last| EnrollmentCursor {
+                joined_at_millis: last.joined_at.timestamp_millis(),
+                course_id: last.course_id.clone(),
+            })
+        } else {
+            None
+        };
+        if page.is_empty() {
+            return Ok((Vec::new(), next));
+        }
+        let ids: Vec<&str> = page.iter().map(|p| p.course_id.as_str()).collect();
+        let titles: Vec<TitleRow> = g
+            .courses
+            .clone_with_type::<TitleRow>()
+            .find(doc! { "_id": { "$in": ids } })
+            .projection(doc! { "title": 1, "status": 1 })
+            .await
+            .map_err(classify)?
+            .try_collect()
+            .await
+            .map_err(classify)?;
+        let mut titles: HashMap<String, TitleRow> =
+            titles.into_iter().map(|t| (t.id.clone(), t)).collect();
+        // A participation is written just before its course's update: a course not there yet
+        // is left out of this page rather than shown without a title.
+        let enrollments = page
             .into_iter()
-            .filter_map(|row| {
-                let joined_at = row.participants.iter().find(|p| p.user_id == user)?.joined_at;
+            .filter_map(|p| {
+                let course = titles.remove(&p.course_id)?;
                 Some(Enrollment {
-                    course_id: row.id,
-                    title: row.title,
-                    status: row.status,
-                    joined_at,
+                    course_id: course.id,
+                    title: course.title,
+                    status: course.status,
+                    joined_at: p.joined_at,
                 })
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.joined_at.cmp(&a.joined_at).then_with(|| b.course_id.cmp(&a.course_id))
-        });
-        Ok(out)
+        Ok((enrollments, next))
     }
 
     /// Counts by status and category, participants and comments, aggregated by MongoDB.

@@ -14,6 +14,7 @@ use projection::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 use uuid::Uuid;
 
 use super::documents::{CommentDoc, CourseDoc, SectionDoc, summary_fields, version};
+use super::participants::Participation;
 use super::{GENERATIONS_ID, MongoReadModel, classify, is_duplicate_key};
 
 /// Applied positions read per step when advancing a watermark.
@@ -149,6 +150,7 @@ impl ReadModel for MongoReadModel {
         let g = self.generation(generation);
         g.courses.drop().await.map_err(classify)?;
         g.comments.drop().await.map_err(classify)?;
+        g.participants.drop().await.map_err(classify)?;
         g.applied.drop().await.map_err(classify)?;
         self.state()
             .delete_one(doc! { "_id": watermark_id(generation) })
@@ -183,6 +185,7 @@ impl ReadModel for MongoReadModel {
         self.ensure_indexes(generation).await?;
         let g = self.generation(generation);
         if before_version == 0 {
+            // A course starts with no participants: `Created` is its only first change.
             return match g.courses.insert_one(CourseDoc::new(after)).await {
                 Ok(_) => Ok(Saved::Applied),
                 Err(err) if is_duplicate_key(&err) => Ok(Saved::Conflict),
@@ -195,17 +198,13 @@ impl ReadModel for MongoReadModel {
                 let section = bson::to_bson(&SectionDoc::new(section)).map_err(unexpected)?;
                 update.insert("$push", doc! { "sections": section });
             }
-            Change::ParticipantJoined { user_id, joined_at } => {
-                update.insert(
-                    "$push",
-                    doc! { "participants": {
-                        "user_id": user_id.to_string(),
-                        "joined_at": super::documents::bson_time(*joined_at),
-                    } },
-                );
-            }
-            Change::ParticipantLeft { user_id } => {
-                update.insert("$pull", doc! { "participants": { "user_id": user_id.to_string() } });
+            Change::ParticipantJoined { .. } | Change::ParticipantLeft { .. } => {
+                // The participation first, guarded by its own version (see `participants`).
+                if let Some(participation) =
+                    Participation::of(after.course_id, after.version, change)
+                {
+                    self.write_participation(generation, &participation).await?;
+                }
             }
             Change::Commented(comment) => {
                 // The comment first, idempotently (keyed by its id, `_id` included in the
@@ -377,9 +376,10 @@ impl ReadModel for MongoReadModel {
         }))
     }
 
-    /// The whole course document (summary, participants, sections) and the number of its
-    /// comment documents. MongoDB keeps no per-user index: enrolments are read from the
-    /// participants.
+    /// The course document (summary, sections), its current participants (streamed from
+    /// `participants_g{n}` in batches, never one giant read) and the number of its comment
+    /// documents. Enrolments are read from the same participations, so they are not compared
+    /// separately.
     async fn audit_view(
         &self,
         generation: u32,
@@ -400,11 +400,11 @@ impl ReadModel for MongoReadModel {
         )?;
         let Some(course) = course else { return Ok(None) };
         let summary = course.summary().map_err(unexpected)?;
-        let participants = course
-            .participants
-            .iter()
-            .map(|p| Uuid::parse_str(&p.user_id).map_err(unexpected))
-            .collect::<Result<BTreeSet<_>, _>>()?;
+        let mut participants = BTreeSet::new();
+        let mut ids = std::pin::pin!(self.participant_ids(generation, course_id).await?);
+        while let Some(id) = ids.try_next().await? {
+            participants.insert(Uuid::parse_str(&id).map_err(unexpected)?);
+        }
         let mut sections = course
             .sections
             .iter()

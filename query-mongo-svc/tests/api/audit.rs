@@ -42,12 +42,15 @@ async fn an_audit_finds_nothing_after_a_normal_run_and_names_each_damaged_part()
             doc! { "_id": &id },
             doc! {
                 "$set": { "title": "Wrong" },
-                "$pull": { "participants": { "user_id": bob.to_string() } },
                 "$pop": { "sections": 1 },
             },
         )
         .await
         .expect("damage the course");
+    db.collection::<Document>("participants_g1")
+        .delete_one(doc! { "_id": format!("{id}:{bob}") })
+        .await
+        .expect("drop a participant");
     db.collection::<Document>("comments_g1")
         .delete_many(doc! { "course_id": &id })
         .await

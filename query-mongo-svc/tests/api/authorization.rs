@@ -36,6 +36,18 @@ async fn documents_and_comments_answer_each_kind_of_caller_as_the_table_says() {
         let course = q.get_course_details(request).await.expect("allowed").into_inner().course;
         assert_eq!(course.expect("course").participants.len(), 1);
     }
+    // Its participant pages: the same rule, the count public.
+    let page = || v1::ListParticipantsRequest { course_id: id.clone(), ..Default::default() };
+    for request in [Request::new(page()), as_user(mallory, page())] {
+        let page = q.list_participants(request).await.expect("public").into_inner();
+        assert_eq!(page.participant_count, 1);
+        assert!(page.participants.is_empty(), "who is in a course is not public");
+    }
+    for request in [as_user(alice, page()), as_user(instructor, page()), as_operator(page())] {
+        let page = q.list_participants(request).await.expect("allowed").into_inner();
+        let users: Vec<String> = page.participants.into_iter().map(|p| p.user_id).collect();
+        assert_eq!(users, vec![alice.to_string()]);
+    }
     let search = q.search_courses(v1::SearchCoursesRequest::default()).await.expect("public");
     assert!(search.into_inner().courses.iter().all(|c| c.participants.is_empty()));
     assert_eq!(code(q.get_platform_stats(v1::GetPlatformStatsRequest::default()).await), Code::Ok);
@@ -60,8 +72,10 @@ async fn documents_and_comments_answer_each_kind_of_caller_as_the_table_says() {
     }
 
     // Enrolments: the user, or an operator naming the user.
-    let alices =
-        || v1::ListUserEnrollmentsRequest { user_id: Some(alice.to_string()), min_position: None };
+    let alices = || v1::ListUserEnrollmentsRequest {
+        user_id: Some(alice.to_string()),
+        ..Default::default()
+    };
     assert_eq!(code(q.list_user_enrollments(alices()).await), Code::Unauthenticated);
     assert_eq!(
         code(q.list_user_enrollments(as_user(mallory, alices())).await),

@@ -47,6 +47,8 @@ pub struct QuerySetup {
     pub mongodb_uri: String,
     pub read_your_writes_timeout_ms: u64,
     pub rebuild_lease_ms: u64,
+    /// Events per batch at most (prefetch: twice as many).
+    pub batch_size: u16,
 }
 
 impl QuerySetup {
@@ -59,6 +61,7 @@ impl QuerySetup {
             mongodb_uri: mongo_uri(),
             read_your_writes_timeout_ms: 10_000,
             rebuild_lease_ms: 30_000,
+            batch_size: ProjectionArgs::new("", "", "").batch_size,
         }
     }
 }
@@ -186,6 +189,8 @@ fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {
             ProjectionArgs {
                 read_your_writes_timeout_ms: setup.read_your_writes_timeout_ms,
                 rebuild_lease_ms: setup.rebuild_lease_ms,
+                batch_size: setup.batch_size,
+                prefetch: setup.batch_size.saturating_mul(2),
                 event_store_token: Some(testkit::service_token()),
                 ..ProjectionArgs::new(&testkit::rabbitmq_url(), &setup.exchange, event_store_url)
             },

@@ -4,6 +4,7 @@
 
 mod audit;
 mod authorization;
+mod big_course;
 mod courses;
 mod dead_letters;
 mod edge;

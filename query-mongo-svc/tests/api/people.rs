@@ -11,6 +11,7 @@ fn enrollments_request(user_id: Option<Uuid>, min_position: u64) -> v1::ListUser
     v1::ListUserEnrollmentsRequest {
         user_id: user_id.map(|u| u.to_string()),
         min_position: Some(min_position),
+        ..Default::default()
     }
 }
 
@@ -100,7 +101,7 @@ async fn enrolments_are_private_to_their_user_and_need_a_valid_token() {
         client
             .list_user_enrollments(as_user(
                 alice,
-                v1::ListUserEnrollmentsRequest { user_id: Some("me".into()), min_position: None },
+                v1::ListUserEnrollmentsRequest { user_id: Some("me".into()), ..Default::default() },
             ))
             .await,
         Code::InvalidArgument,
@@ -173,8 +174,28 @@ async fn a_client_that_joins_then_reads_with_min_version_always_sees_itself() {
         let version = join(&env.command, user, &id).await;
         let course = details(&env.query, &id, version).await;
         assert!(course.version >= version, "attempt {attempt}: stale version");
+        // The details carry the first page; past it, the joiner is on a later one.
+        let mut participants = course.participants;
+        let mut token = course.participants_next_page_token;
+        while !token.is_empty() {
+            let page = env
+                .query
+                .client()
+                .list_participants(v1::ListParticipantsRequest {
+                    course_id: id.clone(),
+                    page_size: 100,
+                    page_token: token,
+                    min_version: None,
+                })
+                .await
+                .expect("next page")
+                .into_inner();
+            participants.extend(page.participants);
+            token = page.next_page_token;
+        }
+        assert_eq!(participants.len(), attempt + 1, "attempt {attempt}: every participant");
         assert!(
-            course.participants.iter().any(|p| p.user_id == user.to_string()),
+            participants.iter().any(|p| p.user_id == user.to_string()),
             "attempt {attempt}: the joiner is missing"
         );
     }

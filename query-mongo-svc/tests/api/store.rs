@@ -2,9 +2,12 @@
 
 use std::collections::BTreeSet;
 
+use course_domain::CourseStatus;
 use futures::future::join_all;
-use projection::{Generations, ReadModel};
+use projection::fold::{Change, CourseSummary};
+use projection::{CourseWrite, Generations, ReadModel, Saved};
 use query_mongo_svc::store::MongoReadModel;
+use uuid::Uuid;
 
 use crate::helpers::*;
 
@@ -67,5 +70,76 @@ async fn only_one_of_two_racing_swaps_wins_and_generations_in_use_are_never_drop
     assert!(model.swap_generations(building, done).await.expect("switch"));
     model.drop_generation(1).await.expect("drop the old one");
     assert_eq!(model.watermark(1).await.expect("gone"), 0);
+    model.database().drop().await.expect("drop");
+}
+
+/// The summary of a course at `version` with `participants`.
+fn summary(course_id: Uuid, version: u64, participants: u32) -> CourseSummary {
+    let at =
+        chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + version as i64).expect("time");
+    CourseSummary {
+        course_id,
+        version,
+        title: "Big".into(),
+        description: "A course".into(),
+        category: "Programming".into(),
+        status: CourseStatus::Presenting,
+        instructor_id: Uuid::nil(),
+        max_participants: 0,
+        section_count: 0,
+        participant_count: participants,
+        comment_count: 0,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn joined(user: Uuid, version: u64) -> Change {
+    let joined_at =
+        chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + version as i64).expect("time");
+    Change::ParticipantJoined { user_id: user, joined_at }
+}
+
+async fn page(model: &MongoReadModel, course: Uuid, after: u64) -> Vec<String> {
+    let page = model.participants(1, course, after, 10).await.expect("page");
+    page.into_iter().map(|p| p.user_id).collect()
+}
+
+#[tokio::test]
+async fn a_replayed_join_never_brings_back_someone_who_left_and_pages_follow_join_order() {
+    let model = model().await;
+    let (course, alice, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let created = summary(course, 1, 0);
+    assert_eq!(model.save(1, 0, &created, &Change::Created).await.expect("create"), Saved::Applied);
+    // Alice joins (v2), Bob joins (v3), Alice leaves (v4): one batch.
+    let batch = CourseWrite {
+        before_version: 1,
+        steps: vec![
+            (summary(course, 2, 1), joined(alice, 2)),
+            (summary(course, 3, 2), joined(bob, 3)),
+            (summary(course, 4, 1), Change::ParticipantLeft { user_id: alice }),
+        ],
+    };
+    assert_eq!(model.save_batch(1, &[batch]).await.expect("batch"), vec![Saved::Applied]);
+    assert_eq!(page(&model, course, 0).await, vec![bob.to_string()]);
+
+    // Alice's join replayed, one at a time and in a batch: the course refuses it (its version
+    // moved on) and so does her participation (a newer leave is stored).
+    let replay = summary(course, 2, 1);
+    let single = model.save(1, 1, &replay, &joined(alice, 2)).await.expect("replay");
+    assert_eq!(single, Saved::Conflict);
+    let batch = CourseWrite { before_version: 1, steps: vec![(replay, joined(alice, 2))] };
+    assert_eq!(model.save_batch(1, &[batch]).await.expect("replay"), vec![Saved::Conflict]);
+    assert_eq!(page(&model, course, 0).await, vec![bob.to_string()]);
+
+    // She joins again (v5): after Bob in join order, and the pages continue by join version.
+    let rejoined = summary(course, 5, 2);
+    let saved = model.save(1, 4, &rejoined, &joined(alice, 5)).await.expect("rejoin");
+    assert_eq!(saved, Saved::Applied);
+    assert_eq!(page(&model, course, 0).await, vec![bob.to_string(), alice.to_string()]);
+    assert_eq!(page(&model, course, 3).await, vec![alice.to_string()]);
+    let view = model.audit_view(1, course, &BTreeSet::new()).await.expect("audit").expect("view");
+    assert_eq!(view.participants, Some(BTreeSet::from([alice, bob])));
+    assert_eq!(model.summary(1, course).await.expect("read").map(|s| s.participant_count), Some(2));
     model.database().drop().await.expect("drop");
 }

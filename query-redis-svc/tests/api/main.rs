@@ -3,6 +3,7 @@
 
 mod audit;
 mod authorization;
+mod big_course;
 mod dead_letters;
 mod delivery;
 mod edge;
