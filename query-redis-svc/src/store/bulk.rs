@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use fred::prelude::{ClientLike, Error};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::util::redis_keyslot;
 use projection::fold::Change;
 use projection::{CourseWrite, ReadModelError};
 use uuid::Uuid;
@@ -33,8 +34,8 @@ impl RedisReadModel {
         &self,
         calls: Vec<Call<'_>>,
     ) -> Result<Vec<i64>, ReadModelError> {
-        // EVALSHA by hand (the pipeline offers none of its own), routed by its first key (the
-        // third argument); the arguments become shared byte strings once, so that sending them
+        // EVALSHA by hand (the pipeline offers none of its own), routed by its first key; the
+        // arguments become shared byte strings once, so that sending them
         // again after a NOSCRIPT copies nothing.
         let commands: Vec<Vec<Value>> = calls
             .iter()
@@ -53,9 +54,13 @@ impl RedisReadModel {
             let mut sent = Vec::new();
             for (index, command) in commands.iter().enumerate() {
                 if results[index].is_none() {
+                    // fred routes a custom command by `ClusterHash::Custom` only (any other
+                    // policy hashes its first string, here the script's SHA): the slot of the
+                    // call's first key, computed here.
+                    let slot = redis_keyslot(calls[index].keys[0].as_bytes());
                     let _: () = pipeline
                         .custom(
-                            CustomCommand::new("EVALSHA", ClusterHash::Offset(2), false),
+                            CustomCommand::new("EVALSHA", ClusterHash::Custom(slot), false),
                             command.clone(),
                         )
                         .await

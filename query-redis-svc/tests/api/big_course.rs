@@ -91,12 +91,19 @@ async fn remove_keys(prefix: &str) {
         .build()
         .expect("client");
     redis.init().await.expect("redis");
-    let keys: Vec<Key> = redis
-        .scan_buffered(format!("{prefix}*"), Some(1_000), None)
-        .try_collect()
-        .await
-        .expect("scan");
+    let pattern = format!("{prefix}*");
+    let keys: Vec<Key> = if redis.is_clustered() {
+        redis.scan_cluster_buffered(pattern, Some(1_000), None).try_collect().await
+    } else {
+        redis.scan_buffered(pattern, Some(1_000), None).try_collect().await
+    }
+    .expect("scan");
+    // One UNLINK per key: on a cluster, keys of different hash slots cannot share a command.
     for chunk in keys.chunks(1_000) {
-        let _: () = redis.unlink(chunk.to_vec()).await.expect("unlink");
+        let pipeline = redis.pipeline();
+        for key in chunk {
+            let _: () = pipeline.unlink(key.clone()).await.expect("queue unlink");
+        }
+        let _: Vec<i64> = pipeline.all().await.expect("unlink");
     }
 }
