@@ -8,6 +8,7 @@ mod delivery;
 mod edge;
 mod helpers;
 mod outage;
+mod partitions;
 mod queries;
 mod rebuild;
 mod telemetry;
