@@ -173,8 +173,10 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
     let handover = killed.elapsed();
     load.more(150).await;
 
+    let restarted = Instant::now();
     let revived = spawn_crashable_catalog(shared).await;
     wait_until_shared(&[&steady, &revived.catalog], 4).await;
+    let rebalance = restarted.elapsed();
     load.more(150).await;
     let elapsed = started.elapsed();
     let versions = load.finish().await;
@@ -202,7 +204,8 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
         );
     }
     eprintln!(
-        "handover after the kill: {handover:.1?}; {} commands",
+        "handover after the kill: {handover:.1?}; partitions shared again {rebalance:.1?} after \
+         the restart began; {} events",
         versions.values().sum::<u64>()
     );
     for (name, snapshot) in &replicas {
