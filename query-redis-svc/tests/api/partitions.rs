@@ -157,7 +157,7 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
 
     let courses = open_courses(&command, 16).await;
     let started = Instant::now();
-    let load = Load::start(&command, &courses, 3);
+    let load = Load::start(&command, &courses, 6);
     load.more(150).await;
 
     // Killed: no drain, no farewell; its connection drops with its runtime.
@@ -178,8 +178,10 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
     wait_until_shared(&[&steady, &revived.catalog], 4).await;
     let rebalance = restarted.elapsed();
     load.more(150).await;
-    let elapsed = started.elapsed();
     let versions = load.finish().await;
+    let elapsed = started.elapsed();
+    let revived_for = restarted.elapsed();
+    let killed_after = killed.duration_since(started);
 
     for (id, version) in &versions {
         steady.course_at(id, *version).await;
@@ -190,15 +192,16 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
     assert_eq!(report.read_model_position, report.audited_position, "caught up");
     assert_eq!(report.courses_in_read_model, report.courses_in_store);
     let replicas = [
-        ("steady", steady.progress.snapshot()),
-        ("killed", doomed_progress.snapshot()),
-        ("revived", revived.catalog.progress.snapshot()),
+        ("steady", steady.progress.snapshot(), elapsed),
+        ("killed", doomed_progress.snapshot(), killed_after),
+        ("revived", revived.catalog.progress.snapshot(), revived_for),
     ];
-    for (name, snapshot) in &replicas {
+    for (name, snapshot, lived) in &replicas {
         eprintln!(
-            "{name}: {} events consumed ({:.0}/s over {elapsed:.1?}), {} gap fills, {} duplicates",
+            "{name}: {} events consumed ({:.0}/s over its {lived:.1?} under load), {} gap fills, \
+             {} duplicates",
             snapshot.events_consumed,
-            snapshot.events_consumed as f64 / elapsed.as_secs_f64(),
+            snapshot.events_consumed as f64 / lived.as_secs_f64(),
             snapshot.gaps_filled,
             snapshot.duplicates,
         );
@@ -208,7 +211,7 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
          the restart began; {} events",
         versions.values().sum::<u64>()
     );
-    for (name, snapshot) in &replicas {
+    for (name, snapshot, _) in &replicas {
         assert_eq!(snapshot.gaps_filled, 0, "{name}: no gap-filling reads");
     }
     assert!(replicas[1].1.events_consumed > 0 && replicas[2].1.events_consumed > 0);
