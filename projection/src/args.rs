@@ -128,3 +128,25 @@ impl ProjectionArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::ProjectionArgs,
+    }
+
+    #[test]
+    fn partitions_default_to_four_and_stay_within_one_to_sixty_four() {
+        let parse = |extra: &[&str]| Cli::try_parse_from(["svc"].iter().chain(extra));
+        assert_eq!(parse(&[]).expect("defaults").args.partitions, 4);
+        assert_eq!(parse(&["--partitions", "64"]).expect("64").args.partitions, 64);
+        for bad in ["0", "65"] {
+            let err = parse(&["--partitions", bad]).err().expect("refused");
+            assert!(err.to_string().contains("1..=64"), "{err}");
+        }
+    }
+}
