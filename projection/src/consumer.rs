@@ -110,8 +110,12 @@ pub async fn run_consumer<M: ReadModel>(
                                 break result;
                             }
                         }
+                        // A worker that panicked (a cancelled one: the runtime is going away).
                         Err(err) => {
-                            tracing::error!(error = %err, "partition consumer failed");
+                            if err.is_panic() {
+                                tracing::error!(error = %err, "partition consumer panicked");
+                                break Ok(());
+                            }
                         }
                     },
                 }
@@ -122,6 +126,9 @@ pub async fn run_consumer<M: ReadModel>(
             }
             while tasks.join_next().await.is_some() {}
             projector.progress().set_partitions_owned(0);
+            // Whatever a failed worker left open (its channel, its unacknowledged messages) goes
+            // back to the broker with the connection; the next session opens a fresh one.
+            let _ = connection.close(200, "consumer session over".into()).await;
             outcome
         }
         .await;

@@ -127,6 +127,11 @@ pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
 }
 
 impl Catalog {
+    /// Stops the service as SIGTERM does (drain, batches in hand finished) and waits for it.
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+
     /// A client that sends an operator's token unless a request carries its own.
     pub fn client(&self) -> CatalogQueryServiceClient<InterceptedService<Channel, Credential>> {
         CatalogQueryServiceClient::with_interceptor(self.channel(), testkit::operator_credential())

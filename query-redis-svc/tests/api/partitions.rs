@@ -218,6 +218,47 @@ async fn a_replica_killed_and_restarted_under_load_hands_its_partitions_over_wit
     revived.crash();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_under_load_says_farewell_and_its_partitions_move_at_once() {
+    let exchange = unique("test.events");
+    let command = spawn_command_svc(&exchange).await;
+    let mut shared = shared_config(&command, &exchange, 4);
+    // Far longer than the handover asked for below: only the farewell can make it that quick.
+    shared.service.projection.partition_member_ttl_ms = 20_000;
+    let staying = spawn_catalog(shared.clone()).await;
+    let leaving = spawn_catalog(shared).await;
+    wait_until_shared(&[&staying, &leaving], 4).await;
+    let leaving_progress = leaving.progress.clone();
+
+    let courses = open_courses(&command, 16).await;
+    let load = Load::start(&command, &courses, 6);
+    load.more(150).await;
+    let stopping = Instant::now();
+    leaving.stop().await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while staying.progress.snapshot().partitions_owned < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the partitions move on the farewell, not after the member TTL");
+    eprintln!("graceful handover: {:.1?} from the stop signal", stopping.elapsed());
+    load.more(150).await;
+    let versions = load.finish().await;
+
+    for (id, version) in &versions {
+        staying.course_at(id, *version).await;
+    }
+    let report = staying.audit(50).await;
+    assert_eq!(report.difference_count, 0, "{:?}", report.differences);
+    assert_eq!(report.read_model_position, report.audited_position, "caught up");
+    let (left, stayed) = (leaving_progress.snapshot(), staying.progress.snapshot());
+    assert!(left.events_consumed > 0, "the leaving replica had a share: {left:?}");
+    assert_eq!((left.gaps_filled, stayed.gaps_filled), (0, 0), "no gap-filling reads");
+    // A graceful stop acknowledges what it applied: nothing is delivered twice.
+    assert_eq!(left.duplicates + stayed.duplicates, 0);
+}
+
 #[tokio::test]
 async fn a_read_on_a_replica_that_consumes_nothing_is_woken_by_the_owner() {
     let exchange = unique("test.events");
