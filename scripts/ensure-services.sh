@@ -60,6 +60,13 @@ ensure_rabbitmq() {
   wait_port 127.0.0.1 5672 120 || { log "RabbitMQ did not come up"; exit 1; }
 }
 
+# The read models split their events into partitions with the consistent-hash exchange, a plugin that
+# ships with RabbitMQ. Enabling an enabled plugin does nothing; a running node picks it up at once.
+enable_rabbitmq_plugins() {
+  rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null \
+    || { log "could not enable rabbitmq_consistent_hash_exchange"; exit 1; }
+}
+
 # The test suites create and delete hundreds of quorum queues. RabbitMQ 3.10's file-handle
 # accounting (a limit derived from the broker's soft open-file limit, 1024 here) keeps counting
 # handles of deleted queues, and once the count passes the limit new connections hang in the
@@ -75,6 +82,7 @@ ensure_redis
 # The query-redis-svc suite also runs against a three-node Redis Cluster on 7001-7003.
 "$here/ensure-redis-cluster.sh" >/dev/null
 ensure_rabbitmq
+enable_rabbitmq_plugins
 relax_rabbitmq_file_handles
 if [ -x "$here/ensure-mongo.sh" ]; then "$here/ensure-mongo.sh"; fi
 log "PostgreSQL, Redis and RabbitMQ are answering"

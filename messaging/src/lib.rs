@@ -7,17 +7,24 @@
 //! * Properties: `message_id` = event id, `type` = event type, `timestamp` = occurred_at (unix
 //!   seconds), persistent delivery mode; headers `course_id`, `version`, `global_position` and,
 //!   when traced, `traceparent`.
-//! * Consumers: one durable quorum queue per read model with a dead-letter exchange and queue
-//!   (`<queue>.dlx`, `<queue>.dlq`) and a delivery limit, so a poison message is parked, not
-//!   redelivered forever.
+//! * Consumers: a read model's events are split into N partitions by course: an
+//!   `x-consistent-hash` exchange `<queue>.partitions` (RabbitMQ's consistent-hash exchange
+//!   plugin, hashing the `course_id` header), bound to the events exchange with
+//!   [`ALL_EVENTS`], routes each course to one of N durable quorum queues `<queue>.p0` ..
+//!   `<queue>.p{N-1}`, each with single active consumer on, so one course's events reach one
+//!   consumer in order. A message without a `course_id` header (a foreign publisher, a poison
+//!   message) is hashed as a missing value: it lands in one partition all the same. Every
+//!   partition dead-letters into one exchange and queue (`<queue>.dlx`,
+//!   `<queue>.dlq`) after a delivery limit, so a poison message is parked, not redelivered
+//!   forever.
 
 use std::time::Duration;
 
 use course_proto::v1::EventEnvelope;
 use deadpool_lapin::lapin::Confirmation;
 use deadpool_lapin::lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeBindOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use deadpool_lapin::lapin::{BasicProperties, Channel, ExchangeKind};
@@ -185,13 +192,20 @@ async fn tokio_timeout<F: std::future::Future>(duration: Duration, future: F) ->
     tokio::time::timeout(duration, future).await.ok()
 }
 
+/// The header the partitions hash on.
+pub const PARTITION_HEADER: &str = "course_id";
+/// Most partitions a read model may have.
+pub const MAX_PARTITIONS: u16 = 64;
+
 /// Names of a consumer's queues.
 #[derive(Debug, Clone)]
 pub struct ConsumerTopology {
     /// The events exchange.
     pub exchange: String,
-    /// The consumer's durable quorum queue.
+    /// The read model's name: the prefix of its partition queues, exchanges and dead letters.
     pub queue: String,
+    /// How many partition queues (1 to [`MAX_PARTITIONS`]).
+    pub partitions: u16,
     /// Deliveries before a message is dead-lettered.
     pub delivery_limit: u32,
     /// Unacknowledged messages in flight per consumer.
@@ -209,8 +223,21 @@ impl ConsumerTopology {
         format!("{}.dlq", self.queue)
     }
 
-    /// Declares exchange, dead-letter exchange and queue, and the consumer queue bound to every
-    /// event (idempotent), and sets the prefetch on `channel`.
+    /// `<queue>.partitions`: the consistent-hash exchange between the events exchange and the
+    /// partition queues.
+    pub fn partition_exchange(&self) -> String {
+        format!("{}.partitions", self.queue)
+    }
+
+    /// `<queue>.p<partition>`
+    pub fn partition_queue(&self, partition: u16) -> String {
+        format!("{}.p{partition}", self.queue)
+    }
+
+    /// Declares the events exchange, the dead-letter exchange and queue, the hash exchange and
+    /// the partition queues with their bindings (idempotent). A partition count that differs
+    /// from an earlier declaration adds queues but never removes any: lowering it leaves the
+    /// higher partitions bound (see the README before changing it).
     pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
         declare_exchange(channel, &self.exchange).await?;
         let durable = QueueDeclareOptions { durable: true, ..Default::default() };
@@ -234,6 +261,45 @@ impl ConsumerTopology {
                 FieldTable::default(),
             )
             .await?;
+        let mut hash_args = FieldTable::default();
+        hash_args.insert("hash-header".into(), AMQPValue::LongString(PARTITION_HEADER.into()));
+        channel
+            .exchange_declare(
+                self.partition_exchange().into(),
+                ExchangeKind::Custom("x-consistent-hash".into()),
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                hash_args,
+            )
+            .await?;
+        channel
+            .exchange_bind(
+                self.partition_exchange().into(),
+                self.exchange.clone().into(),
+                ALL_EVENTS.into(),
+                ExchangeBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        for partition in 0..self.partitions.max(1) {
+            let queue = self.partition_queue(partition);
+            channel.queue_declare(queue.clone().into(), durable, self.queue_arguments()).await?;
+            // The weight: every partition takes an equal share of the hash ring.
+            channel
+                .queue_bind(
+                    queue.into(),
+                    self.partition_exchange().into(),
+                    "1".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A partition queue's arguments: quorum, dead-lettering after the delivery limit, one
+    /// active consumer at a time.
+    fn queue_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         args.insert(
@@ -244,16 +310,12 @@ impl ConsumerTopology {
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
         );
-        channel.queue_declare(self.queue.clone().into(), durable, args).await?;
-        channel
-            .queue_bind(
-                self.queue.clone().into(),
-                self.exchange.clone().into(),
-                ALL_EVENTS.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        args
+    }
+
+    /// Prepares `channel` to consume one partition: the prefetch.
+    pub async fn prepare_consumer(&self, channel: &Channel) -> Result<(), BrokerError> {
         channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
         Ok(())
     }

@@ -30,6 +30,16 @@ pub struct ProjectionArgs {
     /// written, so batches grow by themselves, and an idle system pays no wait.
     #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub batch_linger_ms: u64,
+    /// How many partitions the events are split into by course (one queue `<queue>.p<k>`
+    /// each, consumed by one replica at a time; the replicas share them). More partitions than
+    /// replicas lets every replica take a share; changing it on a running system needs the
+    /// steps in the README.
+    #[arg(long, env = "PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=i64::from(messaging::MAX_PARTITIONS)))]
+    pub partitions: u16,
+    /// A replica not heard from for this long (milliseconds) is considered gone and its
+    /// partitions move to the others; heartbeats go out every third of it.
+    #[arg(long, env = "PARTITION_MEMBER_TTL_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(300..=60_000))]
+    pub partition_member_ttl_ms: u64,
     /// command-svc's gRPC URL (EventStoreService), read to fill version gaps and to rebuild.
     #[arg(long, env = "EVENT_STORE_URL", default_value = "http://127.0.0.1:50051")]
     pub event_store_url: String,
@@ -65,6 +75,8 @@ impl ProjectionArgs {
             prefetch: 1024,
             batch_size: 512,
             batch_linger_ms: 0,
+            partitions: 4,
+            partition_member_ttl_ms: 3000,
             event_store_url: event_store_url.to_owned(),
             event_store_token: None,
             event_store_token_file: None,
@@ -87,6 +99,13 @@ impl ProjectionArgs {
             self.event_store_token_file.as_deref(),
         )
         .map_err(|e| anyhow::anyhow!("EVENT_STORE_TOKEN / EVENT_STORE_TOKEN_FILE: {e}"))?;
+        if !(1..=messaging::MAX_PARTITIONS).contains(&self.partitions) {
+            anyhow::bail!(
+                "PARTITIONS must be 1-{} (got {})",
+                messaging::MAX_PARTITIONS,
+                self.partitions
+            );
+        }
         if matches!(credential, Credential::None) {
             anyhow::bail!(
                 "set EVENT_STORE_TOKEN or EVENT_STORE_TOKEN_FILE: EventStoreService needs a token with the `service` role"
@@ -100,10 +119,34 @@ impl ProjectionArgs {
             prefetch: self.prefetch,
             batch_size: usize::from(self.batch_size),
             batch_linger: Duration::from_millis(self.batch_linger_ms),
+            partitions: self.partitions,
+            member_ttl: Duration::from_millis(self.partition_member_ttl_ms),
             event_store_url: self.event_store_url.clone(),
             event_store_credential: credential,
             rebuild_on_start: self.rebuild_on_start,
             rebuild_lease: Duration::from_millis(self.rebuild_lease_ms),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::ProjectionArgs,
+    }
+
+    #[test]
+    fn partitions_default_to_four_and_stay_within_one_to_sixty_four() {
+        let parse = |extra: &[&str]| Cli::try_parse_from(["svc"].iter().chain(extra));
+        assert_eq!(parse(&[]).expect("defaults").args.partitions, 4);
+        assert_eq!(parse(&["--partitions", "64"]).expect("64").args.partitions, 64);
+        for bad in ["0", "65"] {
+            let err = parse(&["--partitions", bad]).err().expect("refused");
+            assert!(err.to_string().contains("1..=64"), "{err}");
+        }
     }
 }

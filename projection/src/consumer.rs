@@ -1,4 +1,4 @@
-//! The RabbitMQ consumer loop: deliveries taken in batches (bounded by the prefetch, a batch
+//! The RabbitMQ consumer loop, one per partition this replica owns: deliveries taken in batches (bounded by the prefetch, a batch
 //! size and a short linger), applied together, then settled — poison messages and events that
 //! do not fit are rejected one by one, everything else acknowledged with one multiple-ack after
 //! the batch's writes. Reconnection after outages, graceful stop.
@@ -8,16 +8,18 @@
 //! dead letter in the read model, so that its position counts as applied (`dead_letter`), and
 //! then rejected into the broker's dead-letter queue.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use messaging::lapin::Channel;
 use messaging::lapin::message::Delivery;
-use messaging::lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-};
+use messaging::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use messaging::lapin::types::FieldTable;
 use messaging::{ConsumerTopology, Pool};
 use platform::retry::{next_delay, reconnect_backoff};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -36,78 +38,98 @@ pub struct Batching {
     pub linger: Duration,
 }
 
-/// Consumes the read model's queue until `stop`. On stop it cancels the subscription, finishes
-/// and acknowledges the batch in hand, and returns.
+/// Consumes the partitions named by `owned` (see `partitions`) until `stop`, one channel and
+/// one subscription per partition on one connection, each batching on its own. A partition
+/// that leaves `owned` is released: it takes no new batch, finishes and acknowledges the batch
+/// in hand, then closes its channel, which puts the messages still prefetched back at the
+/// head of the queue for the next (single active) consumer: nothing is lost, doubled or
+/// reordered. A subscription to a partition that another replica still consumes waits behind
+/// it. On stop every partition is released the same way. Reconnects after outages.
 pub async fn run_consumer<M: ReadModel>(
     pool: Pool,
     topology: ConsumerTopology,
     batching: Batching,
     projector: Projector<M>,
+    mut owned: watch::Receiver<BTreeSet<u16>>,
     stop: CancellationToken,
 ) {
     let mut delays = reconnect_backoff();
     loop {
         let result: Result<(), messaging::BrokerError> = async {
             let connection = pool.get().await?;
-            let channel = connection.create_channel().await?;
-            topology.declare(&channel).await?;
-            let tag = format!("projection-{}", std::process::id());
-            let mut deliveries = channel
-                .basic_consume(
-                    topology.queue.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            let setup = connection.create_channel().await?;
+            topology.declare(&setup).await?;
+            let _ = setup.close(200, "declared".into()).await;
             projector.progress().set_consuming(true);
-            tracing::info!(queue = %topology.queue, "consuming events");
+            tracing::info!(queue = %topology.queue, partitions = topology.partitions, "consuming events");
             delays = reconnect_backoff();
-            loop {
-                let first = tokio::select! {
-                    biased;
-                    () = stop.cancelled() => {
-                        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-                        return Ok(());
+            // Partition → (worker number, its release token).
+            let mut workers: HashMap<u16, (u64, CancellationToken)> = HashMap::new();
+            let mut tasks: JoinSet<(u16, u64, Result<(), messaging::BrokerError>)> = JoinSet::new();
+            let mut next_worker = 0u64;
+            let outcome = loop {
+                let wanted = owned.borrow_and_update().clone();
+                let released: Vec<u16> =
+                    workers.keys().copied().filter(|k| !wanted.contains(k)).collect();
+                for partition in released {
+                    if let Some((_, release)) = workers.remove(&partition) {
+                        tracing::info!(partition, "releasing partition");
+                        release.cancel();
                     }
-                    delivery = deliveries.next() => match delivery {
-                        Some(Ok(delivery)) => delivery,
-                        Some(Err(err)) => return Err(err.into()),
-                        None => return Ok(()),
+                }
+                for partition in wanted.iter().copied() {
+                    if workers.contains_key(&partition) {
+                        continue;
+                    }
+                    let channel = connection.create_channel().await?;
+                    topology.prepare_consumer(&channel).await?;
+                    let release = stop.child_token();
+                    next_worker += 1;
+                    workers.insert(partition, (next_worker, release.clone()));
+                    let worker = next_worker;
+                    let (topology, projector) = (topology.clone(), projector.clone());
+                    tasks.spawn(async move {
+                        let result = consume_partition(
+                            channel, &topology, partition, batching, &projector, release,
+                        )
+                        .await;
+                        (partition, worker, result)
+                    });
+                }
+                projector.progress().set_partitions_owned(wanted.len());
+                tokio::select! {
+                    () = stop.cancelled() => break Ok(()),
+                    changed = owned.changed() => if changed.is_err() {
+                        break Ok(());
                     },
-                };
-                let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + batching.linger;
-                let mut ended = None;
-                while batch.len() < batching.size {
-                    // What has already arrived, then (until the linger is over) what arrives.
-                    let next = match deliveries.next().now_or_never() {
-                        Some(next) => next,
-                        None if batching.linger.is_zero() => break,
-                        None => match tokio::time::timeout_at(deadline, deliveries.next()).await {
-                            Ok(next) => next,
-                            Err(_) => break,
-                        },
-                    };
-                    match next {
-                        Some(Ok(delivery)) => batch.push(delivery),
-                        Some(Err(err)) => {
-                            ended = Some(Err(err.into()));
-                            break;
+                    Some(joined) = tasks.join_next() => match joined {
+                        // A worker that was released ends Ok; one still wanted ended because
+                        // its channel or the connection failed, or the broker cancelled it.
+                        Ok((partition, worker, result)) => {
+                            if workers.get(&partition).is_some_and(|(w, _)| *w == worker) {
+                                break result;
+                            }
                         }
-                        None => {
-                            ended = Some(Ok(()));
-                            break;
+                        // A worker that panicked (a cancelled one: the runtime is going away).
+                        Err(err) => {
+                            if err.is_panic() {
+                                tracing::error!(error = %err, "partition consumer panicked");
+                                break Ok(());
+                            }
                         }
-                    }
+                    },
                 }
-                // The batch in hand is finished even when the subscription ended meanwhile:
-                // its acknowledgements fail harmlessly on a dead channel (redelivery).
-                handle_batch(&projector, batch, topology.delivery_limit, &stop).await?;
-                if let Some(ended) = ended {
-                    return ended;
-                }
+            };
+            // Release everything: each worker finishes and acknowledges its batch in hand.
+            for (_, release) in workers.values() {
+                release.cancel();
             }
+            while tasks.join_next().await.is_some() {}
+            projector.progress().set_partitions_owned(0);
+            // Whatever a failed worker left open (its channel, its unacknowledged messages) goes
+            // back to the broker with the connection; the next session opens a fresh one.
+            let _ = connection.close(200, "consumer session over".into()).await;
+            outcome
         }
         .await;
         projector.progress().set_consuming(false);
@@ -129,6 +151,84 @@ pub async fn run_consumer<M: ReadModel>(
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// Consumes one partition on `channel` until `release` (or a failure): batches as configured;
+/// on release finishes the batch in hand and closes the channel, which returns what is still
+/// prefetched to the head of the queue.
+async fn consume_partition<M: ReadModel>(
+    channel: Channel,
+    topology: &ConsumerTopology,
+    partition: u16,
+    batching: Batching,
+    projector: &Projector<M>,
+    release: CancellationToken,
+) -> Result<(), messaging::BrokerError> {
+    let queue = topology.partition_queue(partition);
+    let tag = format!("projection-{}-p{partition}", std::process::id());
+    let mut deliveries = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(partition, %queue, "partition taken (consuming once no other replica is)");
+    let result = async {
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = release.cancelled() => return Ok(()),
+                delivery = deliveries.next() => match delivery {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(err)) => return Err(err.into()),
+                    None => return Ok(()),
+                },
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + batching.linger;
+            let mut ended = None;
+            while batch.len() < batching.size {
+                // What has already arrived, then (until the linger is over) what arrives.
+                let next = match deliveries.next().now_or_never() {
+                    Some(next) => next,
+                    None if batching.linger.is_zero() => break,
+                    None => match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                };
+                match next {
+                    Some(Ok(delivery)) => batch.push(delivery),
+                    Some(Err(err)) => {
+                        ended = Some(Err(err.into()));
+                        break;
+                    }
+                    None => {
+                        ended = Some(Ok(()));
+                        break;
+                    }
+                }
+            }
+            projector.progress().consumed(partition, batch.len() as u64);
+            // The batch in hand is finished even when the subscription ended meanwhile:
+            // its acknowledgements fail harmlessly on a dead channel (redelivery).
+            handle_batch(projector, batch, topology.delivery_limit, &release).await?;
+            if let Some(ended) = ended {
+                return ended;
+            }
+        }
+    }
+    .await;
+    // Closing (not cancelling) hands what is prefetched back in order: a cancelled single
+    // active consumer would keep its unacknowledged messages while the next one already
+    // receives later ones.
+    let _ = channel.close(200, "partition released".into()).await;
+    if release.is_cancelled() {
+        tracing::info!(partition, "partition released");
+    }
+    result
 }
 
 /// Applies a batch and settles every delivery in it. A message is acknowledged only after its

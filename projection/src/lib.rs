@@ -5,7 +5,9 @@
 //!   watermark of applied global positions, and generations for rebuilds.
 //! * [`Projector`]: exactly-once application: duplicates skipped by version, gaps filled from
 //!   the event store, conflicts between writers resolved by compare-and-set.
-//! * [`consumer`]: the RabbitMQ loop (manual acks, prefetch, dead-lettering, reconnects).
+//! * [`consumer`]: the RabbitMQ loop, one per owned partition (manual acks, prefetch,
+//!   dead-lettering, handover without reordering, reconnects).
+//! * [`partitions`]: which replica consumes which partition (heartbeats, rendezvous hashing).
 //! * [`rebuild`]: replay into a fresh generation and switch over.
 //! * [`wait`]: read-your-writes by notification.
 //! * [`dead_letter`]: events that cannot be applied, recorded so that the watermark moves on.
@@ -22,6 +24,7 @@ pub mod dead_letter;
 mod decode;
 pub mod fold;
 pub mod lease;
+pub mod partitions;
 pub mod progress;
 mod projector;
 mod read_model;
@@ -32,7 +35,7 @@ pub mod wait;
 
 pub use args::ProjectionArgs;
 pub use decode::{DecodeError, decode_body, from_envelope};
-pub use progress::{Applied, Progress, ProgressSnapshot};
+pub use progress::{Applied, MemberNotice, Progress, ProgressSnapshot};
 pub use projector::{Outcome, ProjectError, Projector};
 pub use read_model::{CourseWrite, Generations, ReadModel, ReadModelError, Saved};
 pub use source::{EventSource, Page};

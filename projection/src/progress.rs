@@ -65,6 +65,36 @@ impl Applied {
     }
 }
 
+/// The AMQP `type` of a membership notice on the progress bus. Applied notices carry no type;
+/// a replica of an earlier version, which knows no members, fails to decode a membership
+/// notice as an applied one and ignores it.
+const MEMBER_TYPE: &str = "member";
+
+/// A replica of the read model announcing itself (every heartbeat) or saying farewell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberNotice {
+    /// The replica's member id.
+    pub member: Uuid,
+    /// False for a farewell.
+    pub alive: bool,
+}
+
+impl MemberNotice {
+    fn encode(&self) -> String {
+        format!("{} {}", if self.alive { "alive" } else { "leave" }, self.member)
+    }
+
+    fn decode(raw: &str) -> Option<MemberNotice> {
+        let (state, member) = raw.split_once(' ')?;
+        let alive = match state {
+            "alive" => true,
+            "leave" => false,
+            _ => return None,
+        };
+        Some(MemberNotice { member: member.parse().ok()?, alive })
+    }
+}
+
 /// Shared progress state of one service.
 #[derive(Clone)]
 pub struct Progress {
@@ -73,6 +103,9 @@ pub struct Progress {
 
 struct Inner {
     applied: broadcast::Sender<Applied>,
+    members: broadcast::Sender<MemberNotice>,
+    events_consumed: AtomicU64,
+    partitions_owned: AtomicU64,
     received_position: AtomicU64,
     applied_position: AtomicU64,
     lag_millis: AtomicU64,
@@ -103,6 +136,10 @@ pub struct ProgressSnapshot {
     pub gaps_filled: u64,
     /// Poison messages sent to the dead-letter queue.
     pub dead_lettered: u64,
+    /// Messages taken from the broker by this replica (every partition).
+    pub events_consumed: u64,
+    /// Partitions this replica is assigned now.
+    pub partitions_owned: u64,
 }
 
 impl Default for Progress {
@@ -115,9 +152,13 @@ impl Progress {
     /// Fresh state.
     pub fn new() -> Self {
         let (applied, _) = broadcast::channel(4096);
+        let (members, _) = broadcast::channel(256);
         Self {
             inner: Arc::new(Inner {
                 applied,
+                members,
+                events_consumed: AtomicU64::new(0),
+                partitions_owned: AtomicU64::new(0),
                 received_position: AtomicU64::new(0),
                 applied_position: AtomicU64::new(0),
                 lag_millis: AtomicU64::new(0),
@@ -200,6 +241,41 @@ impl Progress {
         metrics::counter!("projection_gap_events_filled_total").increment(events);
     }
 
+    /// Membership notices heard from the bus (this replica's own included).
+    pub fn member_notices(&self) -> broadcast::Receiver<MemberNotice> {
+        self.inner.members.subscribe()
+    }
+
+    /// Sends a membership notice to every replica (fire and forget: a lost heartbeat is
+    /// covered by the next).
+    pub async fn publish_member(&self, notice: MemberNotice) {
+        let bus = self.inner.bus.lock().await;
+        if let Some((channel, exchange)) = bus.as_ref() {
+            let _ = channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    notice.encode().as_bytes(),
+                    BasicProperties::default().with_type(MEMBER_TYPE.into()),
+                )
+                .await;
+        }
+    }
+
+    /// Counts `events` messages taken from `partition`.
+    pub fn consumed(&self, partition: u16, events: u64) {
+        self.inner.events_consumed.fetch_add(events, Ordering::Relaxed);
+        metrics::counter!("projection_partition_events_consumed_total", "partition" => partition.to_string())
+            .increment(events);
+    }
+
+    /// Records how many partitions this replica is assigned.
+    pub fn set_partitions_owned(&self, owned: usize) {
+        self.inner.partitions_owned.store(owned as u64, Ordering::Relaxed);
+        metrics::gauge!("projection_partitions_owned").set(owned as f64);
+    }
+
     /// Counts a dead-lettered message.
     pub fn dead_lettered(&self) {
         self.inner.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -218,6 +294,8 @@ impl Progress {
             duplicates: i.duplicates.load(Ordering::Relaxed),
             gaps_filled: i.gaps_filled.load(Ordering::Relaxed),
             dead_lettered: i.dead_lettered.load(Ordering::Relaxed),
+            events_consumed: i.events_consumed.load(Ordering::Relaxed),
+            partitions_owned: i.partitions_owned.load(Ordering::Relaxed),
         }
     }
 
@@ -267,7 +345,12 @@ impl Progress {
                     tokio::select! {
                         notice = notices.next() => match notice {
                             Some(Ok(delivery)) => {
-                                if let Some(applied) = std::str::from_utf8(&delivery.data).ok().and_then(Applied::decode) {
+                                let text = std::str::from_utf8(&delivery.data).ok();
+                                if delivery.properties.kind().as_ref().is_some_and(|k| k.as_str() == MEMBER_TYPE) {
+                                    if let Some(notice) = text.and_then(MemberNotice::decode) {
+                                        let _ = self.inner.members.send(notice);
+                                    }
+                                } else if let Some(applied) = text.and_then(Applied::decode) {
                                     self.heard(applied);
                                 }
                             }
@@ -310,5 +393,16 @@ mod tests {
         assert_eq!(Applied::decode(&empty.encode()), Some(empty));
         assert_eq!(Applied::decode("1:2:x=3"), None);
         assert_eq!(Applied::decode("1:2"), None);
+    }
+
+    #[test]
+    fn member_notices_round_trip_and_are_no_applied_notices() {
+        for alive in [true, false] {
+            let notice = MemberNotice { member: Uuid::new_v4(), alive };
+            assert_eq!(MemberNotice::decode(&notice.encode()), Some(notice));
+            // What a replica that knows no members makes of it: nothing.
+            assert_eq!(Applied::decode(&notice.encode()), None);
+        }
+        assert_eq!(MemberNotice::decode("1:2:"), None);
     }
 }

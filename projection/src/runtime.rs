@@ -16,6 +16,7 @@ use course_proto::v1::{
 };
 use messaging::{ConsumerTopology, Pool};
 use platform::auth::Credential;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
@@ -27,6 +28,7 @@ use crate::EventStoreClient;
 use crate::consumer::{Batching, run_consumer};
 use crate::dead_letter::{self, DEGRADED_HEALTH_NAME};
 use crate::lease::{self, Lessee};
+use crate::partitions;
 use crate::progress::Progress;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
@@ -51,6 +53,11 @@ pub struct RuntimeConfig {
     pub batch_size: usize,
     /// How long a batch waits for more events after its first.
     pub batch_linger: Duration,
+    /// How many partitions the read model's events are split into (1 to 64).
+    pub partitions: u16,
+    /// A replica not heard from for this long is gone and its partitions move (heartbeats go
+    /// out every third of it).
+    pub member_ttl: Duration,
     /// command-svc's gRPC address, for gap filling and rebuilds.
     pub event_store_url: String,
     /// The bearer token sent to the event store.
@@ -70,6 +77,8 @@ pub struct Runtime<M: ReadModel> {
     lessee: Lessee,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// The progress bus, stopped last (the farewell of this replica goes out on it).
+    bus: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl<M: ReadModel> Runtime<M> {
@@ -95,6 +104,7 @@ impl<M: ReadModel> Runtime<M> {
             config,
             stop: CancellationToken::new(),
             tasks: Vec::new(),
+            bus: None,
         })
     }
 
@@ -129,13 +139,32 @@ impl<M: ReadModel> Runtime<M> {
         let topology = ConsumerTopology {
             exchange: self.config.exchange.clone(),
             queue: self.config.queue.clone(),
+            partitions: self.config.partitions,
             delivery_limit: self.config.delivery_limit,
             prefetch: self.config.prefetch,
         };
         let progress = self.projector.progress().clone();
-        self.tasks.push(tokio::spawn(progress.clone().run_bus(
-            self.pool.clone(),
-            format!("{}.progress", self.config.queue),
+        let bus_stop = CancellationToken::new();
+        self.bus = Some((
+            bus_stop.clone(),
+            tokio::spawn(progress.clone().run_bus(
+                self.pool.clone(),
+                format!("{}.progress", self.config.queue),
+                bus_stop,
+            )),
+        ));
+        let assignment = partitions::Assignment {
+            me: uuid::Uuid::new_v4(),
+            partitions: self.config.partitions,
+            member_ttl: self.config.member_ttl,
+        };
+        tracing::info!(member = %assignment.me, partitions = assignment.partitions, "replica of the read model");
+        // Every partition until the other replicas are heard from.
+        let (owned, owned_rx) = watch::channel((0..self.config.partitions).collect());
+        self.tasks.push(tokio::spawn(partitions::run(
+            progress.clone(),
+            assignment,
+            owned,
             self.stop.clone(),
         )));
         self.tasks.push(tokio::spawn(run_consumer(
@@ -143,6 +172,7 @@ impl<M: ReadModel> Runtime<M> {
             topology,
             Batching { size: self.config.batch_size, linger: self.config.batch_linger },
             self.projector.clone(),
+            owned_rx,
             self.stop.clone(),
         )));
         self.tasks.push(tokio::spawn(initial_build(
@@ -170,11 +200,16 @@ impl<M: ReadModel> Runtime<M> {
         self.stop.clone()
     }
 
-    /// Stops consuming (the message in hand is finished and acknowledged) and waits for the
-    /// background tasks.
+    /// Stops consuming (the batch in hand is finished and acknowledged, every partition
+    /// released), says farewell to the other replicas so that they take the partitions over
+    /// at once, and waits for the background tasks.
     pub async fn shutdown(self) {
         self.stop.cancel();
         for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Some((stop, task)) = self.bus {
+            stop.cancel();
             let _ = task.await;
         }
     }

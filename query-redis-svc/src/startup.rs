@@ -62,6 +62,12 @@ impl Application {
         self.host.model()
     }
 
+    /// The projection's progress (tests read its per-replica counts: events consumed,
+    /// partitions owned, gap fills).
+    pub fn progress(&self) -> &projection::Progress {
+        self.host.progress()
+    }
+
     /// Serves until `shutdown`; then stops consuming (finishing and acknowledging the batch
     /// in hand), reports NOT_SERVING and drains in-flight calls.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

@@ -56,6 +56,8 @@ pub fn batched_config(command: &CommandSvc, exchange: &str, size: u16, linger_ms
 /// [`Running`]).
 pub struct Catalog {
     pub config: Config,
+    /// The replica's own progress: events consumed, partitions owned, gap fills.
+    pub progress: projection::Progress,
     pub metrics_port: u16,
     pub port: u16,
     running: Running,
@@ -77,9 +79,10 @@ pub async fn spawn_catalog(config: Config) -> Catalog {
 pub async fn start_catalog(config: Config, status: ServingStatus) -> Catalog {
     let app = Application::build(config.clone()).await.expect("query-redis-svc builds");
     let (port, metrics_port) = (app.port(), app.metrics_port());
+    let progress = app.progress().clone();
     let running = Running::start(port, |shutdown| app.run_until_stopped(shutdown));
     running.wait_for("course.v1.CatalogQueryService", status).await;
-    Catalog { config, metrics_port, port, running }
+    Catalog { config, progress, metrics_port, port, running }
 }
 
 /// A query-redis-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down
@@ -106,13 +109,13 @@ pub async fn spawn_crashable_catalog(config: Config) -> Crashable {
     let app_config = config.clone();
     runtime.spawn(async move {
         let app = Application::build(app_config).await.expect("query-redis-svc builds");
-        let _ = ports.send((app.port(), app.metrics_port()));
+        let _ = ports.send((app.port(), app.metrics_port(), app.progress().clone()));
         app.run_until_stopped(std::future::pending()).await
     });
-    let (port, metrics_port) = bound.await.expect("built");
+    let (port, metrics_port, progress) = bound.await.expect("built");
     let running = Running::remote(port);
     running.wait_for("course.v1.CatalogQueryService", ServingStatus::Serving).await;
-    Crashable { catalog: Catalog { config, metrics_port, port, running }, runtime }
+    Crashable { catalog: Catalog { config, progress, metrics_port, port, running }, runtime }
 }
 
 /// command-svc publishing to a fresh exchange, and a catalog consuming it.
@@ -124,6 +127,11 @@ pub async fn spawn_mesh() -> (CommandSvc, Catalog) {
 }
 
 impl Catalog {
+    /// Stops the service as SIGTERM does (drain, batches in hand finished) and waits for it.
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+
     /// A client that sends an operator's token unless a request carries its own.
     pub fn client(&self) -> CatalogQueryServiceClient<InterceptedService<Channel, Credential>> {
         CatalogQueryServiceClient::with_interceptor(self.channel(), testkit::operator_credential())

@@ -9,6 +9,7 @@ mod delivery;
 mod edge;
 mod helpers;
 mod outage;
+mod partitions;
 mod queries;
 mod rebuild;
 mod telemetry;
