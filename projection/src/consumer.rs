@@ -29,6 +29,10 @@ use crate::fold::StoredEvent;
 use crate::projector::Projector;
 use crate::read_model::ReadModel;
 
+/// How long a session's partition consumers may take to finish their batches in hand once the
+/// session ends.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// How deliveries are grouped.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
@@ -120,11 +124,29 @@ pub async fn run_consumer<M: ReadModel>(
                     },
                 }
             };
-            // Release everything: each worker finishes and acknowledges its batch in hand.
+            // A failed session consumes nothing from here on: say so at once (health), not
+            // after the other partitions have wound down.
+            if outcome.is_err() {
+                projector.progress().set_consuming(false);
+            }
+            // Release everything: each worker finishes and acknowledges its batch in hand. On a
+            // broken connection that cannot always end (a channel that never answers): after
+            // RELEASE_WAIT the rest is dropped, its messages return with the connection.
             for (_, release) in workers.values() {
                 release.cancel();
             }
-            while tasks.join_next().await.is_some() {}
+            let drained = tokio::time::timeout(RELEASE_WAIT, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    still_running = tasks.len(),
+                    "partition consumers did not finish their batches in time; dropping them"
+                );
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
             projector.progress().set_partitions_owned(0);
             // Whatever a failed worker left open (its channel, its unacknowledged messages) goes
             // back to the broker with the connection; the next session opens a fresh one.
