@@ -188,21 +188,8 @@ impl Progress {
             .set(received.saturating_sub(previous.max(applied.watermark)) as f64);
         metrics::gauge!("projection_lag_seconds").set(lag.as_secs_f64());
         metrics::counter!("projection_events_applied_total").increment(events);
-        {
-            let bus = self.inner.bus.lock().await;
-            if let Some((channel, exchange)) = bus.as_ref() {
-                // Fire and forget: a lost notice only makes a waiter wait for the next one.
-                let _ = channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        "".into(),
-                        BasicPublishOptions::default(),
-                        applied.encode().as_bytes(),
-                        BasicProperties::default(),
-                    )
-                    .await;
-            }
-        }
+        // A lost notice only makes a waiter wait for the next one.
+        self.publish(applied.encode().as_bytes(), BasicProperties::default()).await;
         // Local waiters last: from here on the caller finishes its work without yielding.
         let _ = self.inner.applied.send(applied);
     }
@@ -249,6 +236,13 @@ impl Progress {
     /// Sends a membership notice to every replica (fire and forget: a lost heartbeat is
     /// covered by the next).
     pub async fn publish_member(&self, notice: MemberNotice) {
+        let properties = BasicProperties::default().with_type(MEMBER_TYPE.into());
+        self.publish(notice.encode().as_bytes(), properties).await;
+    }
+
+    /// Publishes `body` to every replica over the bus, fire and forget (nothing while the bus
+    /// is down).
+    async fn publish(&self, body: &[u8], properties: BasicProperties) {
         let bus = self.inner.bus.lock().await;
         if let Some((channel, exchange)) = bus.as_ref() {
             let _ = channel
@@ -256,8 +250,8 @@ impl Progress {
                     exchange.as_str().into(),
                     "".into(),
                     BasicPublishOptions::default(),
-                    notice.encode().as_bytes(),
-                    BasicProperties::default().with_type(MEMBER_TYPE.into()),
+                    body,
+                    properties,
                 )
                 .await;
         }
