@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use course_proto::affinity::CourseRouter;
+use course_proto::affinity::replica_for;
 use course_proto::v1;
 use course_proto::v1::catalog_query_service_client::CatalogQueryServiceClient;
 use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
@@ -85,8 +85,7 @@ impl Connections {
     pub fn client_for(&self, n: usize, course: &str) -> CourseCommandServiceClient<Channel> {
         let replica = match self.routing {
             Routing::ByCourse => {
-                let router = CourseRouter::new((0..self.replicas.len()).collect());
-                router.map_or(0, |r| *r.route(course))
+                Uuid::parse_str(course).map(|id| replica_for(&id, self.replicas.len())).unwrap_or(0)
             }
             Routing::RoundRobin => n % self.replicas.len(),
         };

@@ -59,6 +59,23 @@ impl CourseQueryApi {
         Self { reads }
     }
 
+    /// The served generation and `course_id`'s document in it, once the read model reached
+    /// `min_version` of the course (when given); NOT_FOUND when the course is not there.
+    async fn course_at(
+        &self,
+        course_id: Uuid,
+        min_version: Option<u64>,
+    ) -> Result<(u32, CourseDoc), QueryError> {
+        self.reads.wait_for_version(course_id, min_version).await?;
+        let generation = self.reads.active().await?;
+        let course = self
+            .model()
+            .course(generation, course_id)
+            .await?
+            .ok_or(QueryError::CourseNotFound(course_id))?;
+        Ok((generation, course))
+    }
+
     fn model(&self) -> &MongoReadModel {
         self.reads.model()
     }
@@ -116,13 +133,7 @@ impl CourseQueryApi {
         let mut violations = Violations::new();
         let course_id = violations.check("course_id", validation::uuid(&request.course_id));
         let course_id = finish(violations, course_id)?;
-        self.reads.wait_for_version(course_id, request.min_version).await?;
-        let generation = self.reads.active().await?;
-        let course = self
-            .model()
-            .course(generation, course_id)
-            .await?
-            .ok_or(QueryError::CourseNotFound(course_id))?;
+        let (generation, course) = self.course_at(course_id, request.min_version).await?;
         let members_visible = self.may_see_members(generation, caller, &course).await?;
         let mut course = course.into_proto();
         // The count is public; who is in the course is not.
@@ -152,13 +163,7 @@ impl CourseQueryApi {
         });
         let checked = (|| Some((course_id?, size?, after?)))();
         let (course_id, size, after) = finish(violations, checked)?;
-        self.reads.wait_for_version(course_id, request.min_version).await?;
-        let generation = self.reads.active().await?;
-        let course = self
-            .model()
-            .course(generation, course_id)
-            .await?
-            .ok_or(QueryError::CourseNotFound(course_id))?;
+        let (generation, course) = self.course_at(course_id, request.min_version).await?;
         let (participants, next_page_token) =
             if self.may_see_members(generation, caller, &course).await? {
                 self.participant_page(generation, course_id, after, size as usize).await?
@@ -245,11 +250,7 @@ impl CourseQueryApi {
             violations.check("page_token", page_token::parse_comments(&request.page_token));
         let checked = (|| Some((course_id?, size?, cursor?)))();
         let (course_id, size, cursor) = finish(violations, checked)?;
-        self.reads.wait_for_version(course_id, request.min_version).await?;
-        let generation = self.reads.active().await?;
-        let Some(course) = self.model().course(generation, course_id).await? else {
-            return Err(QueryError::CourseNotFound(course_id));
-        };
+        let (generation, course) = self.course_at(course_id, request.min_version).await?;
         if !self.may_see_members(generation, Some(caller), &course).await? {
             return Err(QueryError::PermissionDenied(
                 "a course's comments are visible to its instructor and participants only"
