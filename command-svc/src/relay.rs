@@ -1,14 +1,21 @@
 //! The outbox relay: publishes every committed event to RabbitMQ, in global order, at least once.
 //!
-//! The events table *is* the outbox: events get a gap-free global position right after commit
+//! The events table *is* the outbox: events get a gap-free global position when they commit
 //! (see [`crate::sequencer`]) and the relay keeps a checkpoint (`outbox_checkpoint`) of the last
-//! position the broker confirmed. Each batch runs inside a lease — a transaction holding the
-//! checkpoint row with `FOR UPDATE SKIP LOCKED` — so with several replicas exactly one publishes
-//! at a time, in order. Messages are published with publisher confirms, and the checkpoint moves
-//! only after every message of the batch was confirmed: a crash in between republishes the batch
-//! (consumers deduplicate by event id and version), it never skips one.
+//! position the broker confirmed. One replica at a time publishes: the one holding the relay's
+//! lease (see [`crate::store::RelayLease`]); the others stand by and ask again every [`POLL`].
+//! The holder keeps up to [`WINDOW`] batches in flight: it publishes the next batch while the
+//! broker still confirms the earlier ones, and moves the checkpoint past a batch only once it and
+//! every batch before it were confirmed. Any failure drops what is in flight and starts again
+//! from the checkpoint: a crash republishes (consumers deduplicate by event id and version), it
+//! never skips an event.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use messaging::{BrokerError, Pool};
 use platform::retry::{next_delay, reconnect_backoff};
@@ -19,13 +26,17 @@ use tonic_health::server::HealthReporter;
 
 use crate::envelope::envelope;
 use crate::readiness::Readiness;
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventStore, RelayLease, StoreError};
 
 /// Health name that reports whether the relay can reach the broker.
 pub const RELAY_HEALTH: &str = "course.v1.EventRelay";
 /// The relay re-checks the outbox at least this often without a wake-up.
 const POLL: Duration = Duration::from_secs(1);
-/// How long the broker may take to confirm a batch.
+/// Most batches published and not yet confirmed.
+const WINDOW: usize = 8;
+/// On stop, how long the batches in flight may take to be confirmed.
+const STOP_DRAIN: Duration = Duration::from_secs(3);
+/// How long the broker may take to confirm a batch, from its publication.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a non-empty backlog is logged while the broker is unreachable.
 const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -54,7 +65,7 @@ enum RelayError {
     Store(#[from] StoreError),
 }
 
-/// Runs until `stop`: (re)connects, publishes whatever is pending, waits for the head to move.
+/// Runs until `stop`: (re)connects, takes the lease (or stands by), publishes whatever is pending.
 pub async fn run_relay(
     store: EventStore,
     pool: Pool,
@@ -72,7 +83,7 @@ pub async fn run_relay(
     let name = config.checkpoint_name();
     let mut delays = reconnect_backoff();
     let mut last_backlog_log = Instant::now() - BACKLOG_LOG_EVERY;
-    'session: loop {
+    loop {
         if stop.is_cancelled() {
             return;
         }
@@ -82,70 +93,174 @@ pub async fn run_relay(
             health.set_service_status(RELAY_HEALTH, ServingStatus::Serving).await;
             tracing::info!(exchange = %config.exchange, "relay connected to RabbitMQ");
             delays = reconnect_backoff();
-            loop {
-                // Read the head before looking at the outbox: an event sequenced while the batch
-                // is published then still wakes the wait below.
-                let seen = *head.borrow_and_update();
-                let published = publish_batch(&store, &channel, &config, &name).await?;
-                if published > 0 {
-                    continue;
-                }
-                tokio::select! {
-                    _ = head.wait_for(|h| *h > seen) => {}
-                    () = tokio::time::sleep(POLL) => {}
-                    () = stop.cancelled() => return Ok(()),
-                }
-            }
+            let Some(lease) = take_lease(&store, &name, &stop).await? else {
+                return Ok(());
+            };
+            tracing::info!(checkpoint = lease.position, "relay holds the lease; publishing");
+            Publisher { store: &store, channel: &channel, config: &config, lease }
+                .run(&mut head, &stop)
+                .await
         }
         .await;
-        match result {
-            Ok(()) => return,
-            Err(err) => {
-                if matches!(err, RelayError::Broker(_)) {
-                    health.set_service_status(RELAY_HEALTH, ServingStatus::NotServing).await;
-                }
-                let delay = next_delay(&mut delays);
-                let backlog = store.outbox_backlog(&name).await.unwrap_or_default();
-                if last_backlog_log.elapsed() >= BACKLOG_LOG_EVERY || backlog.events == 0 {
-                    last_backlog_log = Instant::now();
-                    tracing::warn!(
-                        error = %err,
-                        backlog_events = backlog.events,
-                        oldest_unpublished_secs = backlog.oldest_age_secs,
-                        retry_in = ?delay,
-                        "relay cannot publish; commands keep succeeding and the backlog will drain in order"
-                    );
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => continue 'session,
-                    () = stop.cancelled() => return,
-                }
-            }
+        let Err(err) = result else { return };
+        if matches!(err, RelayError::Broker(_)) {
+            health.set_service_status(RELAY_HEALTH, ServingStatus::NotServing).await;
+        }
+        let delay = next_delay(&mut delays);
+        let backlog = store.outbox_backlog(&name).await.unwrap_or_default();
+        if last_backlog_log.elapsed() >= BACKLOG_LOG_EVERY || backlog.events == 0 {
+            last_backlog_log = Instant::now();
+            tracing::warn!(
+                error = %err,
+                backlog_events = backlog.events,
+                oldest_unpublished_secs = backlog.oldest_age_secs,
+                retry_in = ?delay,
+                "relay cannot publish; commands keep succeeding and the backlog will drain in order"
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
         }
     }
 }
 
-/// Publishes the next batch under the lease. Returns how many events went out (0 when there
-/// was nothing to do, or another replica holds the lease).
-#[tracing::instrument(skip_all, err)]
-async fn publish_batch(
+/// Waits until this replica holds the lease; `None` when stopped first.
+async fn take_lease(
     store: &EventStore,
-    channel: &messaging::lapin::Channel,
-    config: &RelayConfig,
     name: &str,
-) -> Result<usize, RelayError> {
-    let Some(lease) = store.lease_outbox(name).await? else {
-        return Ok(0);
-    };
-    let events = lease.pending(config.batch_size).await?;
-    let Some(last) = events.last().and_then(|e| e.global_position) else {
-        lease.release().await?;
-        return Ok(0);
-    };
-    let envelopes: Vec<_> = events.iter().map(envelope).collect();
-    messaging::publish_confirmed(channel, &config.exchange, &envelopes, CONFIRM_TIMEOUT).await?;
-    lease.advance(last).await?;
-    metrics::counter!("events_published_total").increment(envelopes.len() as u64);
-    tracing::debug!(count = envelopes.len(), position = last, "published");
-    Ok(envelopes.len())
+    stop: &CancellationToken,
+) -> Result<Option<RelayLease>, RelayError> {
+    let mut standing_by = false;
+    loop {
+        if let Some(lease) = store.lease_outbox(name).await? {
+            return Ok(Some(lease));
+        }
+        if !standing_by {
+            standing_by = true;
+            tracing::info!("another replica publishes the events; this one stands by");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = stop.cancelled() => return Ok(None),
+        }
+    }
+}
+
+/// A batch published and not yet known to be confirmed.
+struct InFlight {
+    /// Global position of its last event.
+    last: u64,
+    /// When each of its events was decided.
+    decided: Vec<DateTime<Utc>>,
+    /// Resolves when the broker confirmed all of it.
+    confirmed: Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>,
+}
+
+/// What woke the publisher up.
+enum Wake {
+    Confirmed(Result<(), BrokerError>),
+    Stop,
+    MaybeMore,
+}
+
+/// The lease holder's loop.
+struct Publisher<'a> {
+    store: &'a EventStore,
+    channel: &'a messaging::lapin::Channel,
+    config: &'a RelayConfig,
+    lease: RelayLease,
+}
+
+impl Publisher<'_> {
+    async fn run(
+        mut self,
+        head: &mut watch::Receiver<u64>,
+        stop: &CancellationToken,
+    ) -> Result<(), RelayError> {
+        let mut read = self.lease.position;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW);
+        loop {
+            // Read the head before looking at the outbox: an event sequenced meanwhile still
+            // wakes the wait below.
+            let seen = *head.borrow_and_update();
+            while in_flight.len() < WINDOW {
+                let Some(batch) = self.publish_next(read).await? else { break };
+                read = batch.last;
+                let full = batch.decided.len() as u64 >= self.config.batch_size;
+                in_flight.push_back(batch);
+                if !full {
+                    break;
+                }
+            }
+            let wake = tokio::select! {
+                biased;
+                () = stop.cancelled() => Wake::Stop,
+                result = async { in_flight.front_mut().expect("checked").confirmed.as_mut().await },
+                    if !in_flight.is_empty() => Wake::Confirmed(result),
+                _ = head.wait_for(|h| *h > seen), if in_flight.len() < WINDOW => Wake::MaybeMore,
+                () = tokio::time::sleep(POLL), if in_flight.is_empty() => Wake::MaybeMore,
+            };
+            match wake {
+                Wake::Confirmed(result) => {
+                    result?;
+                    let batch = in_flight.pop_front().expect("checked");
+                    self.confirmed(batch).await?;
+                }
+                Wake::Stop => return self.drain(in_flight).await,
+                Wake::MaybeMore => {}
+            }
+        }
+    }
+
+    /// Publishes the batch after position `after`, or `None` when there is none yet.
+    async fn publish_next(&self, after: u64) -> Result<Option<InFlight>, RelayError> {
+        let events = self.store.read_all(after, self.config.batch_size).await?;
+        let Some(last) = events.last().and_then(|e| e.global_position) else {
+            return Ok(None);
+        };
+        let envelopes: Vec<_> = events.iter().map(envelope).collect();
+        let confirms = messaging::publish(self.channel, &self.config.exchange, &envelopes).await?;
+        Ok(Some(InFlight {
+            last,
+            decided: events.iter().map(|e| e.occurred_at).collect(),
+            confirmed: Box::pin(confirms.wait(CONFIRM_TIMEOUT)),
+        }))
+    }
+
+    /// Moves the checkpoint past a confirmed batch (every batch before it is confirmed too).
+    async fn confirmed(&mut self, batch: InFlight) -> Result<(), RelayError> {
+        self.lease.advance(batch.last).await?;
+        let now = Utc::now();
+        for decided in &batch.decided {
+            let lag = (now - *decided).to_std().unwrap_or_default();
+            metrics::histogram!("relay_event_lag_seconds").record(lag.as_secs_f64());
+        }
+        metrics::counter!("events_published_total").increment(batch.decided.len() as u64);
+        tracing::debug!(count = batch.decided.len(), position = batch.last, "published");
+        Ok(())
+    }
+
+    /// On stop: lets the batches in flight be confirmed (for at most [`STOP_DRAIN`]) so that the
+    /// next holder does not publish them again, then gives the lease up.
+    async fn drain(mut self, mut in_flight: VecDeque<InFlight>) -> Result<(), RelayError> {
+        let drained = tokio::time::timeout(STOP_DRAIN, async {
+            while let Some(mut batch) = in_flight.pop_front() {
+                batch.confirmed.as_mut().await?;
+                self.confirmed(batch).await?;
+            }
+            Ok::<(), RelayError>(())
+        })
+        .await;
+        match drained {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "relay stopped with batches unconfirmed"),
+            Err(_) => tracing::warn!(
+                ?STOP_DRAIN,
+                "relay stopped before the broker confirmed its last batches; the next holder publishes them again"
+            ),
+        }
+        self.lease.close().await;
+        Ok(())
+    }
 }

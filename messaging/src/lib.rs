@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use course_proto::v1::EventEnvelope;
-use deadpool_lapin::lapin::Confirmation;
+use deadpool_lapin::lapin::{Confirmation, PublisherConfirm};
 use deadpool_lapin::lapin::options::{
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeBindOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -160,6 +160,16 @@ pub async fn publish_confirmed(
     envelopes: &[EventEnvelope],
     confirm_timeout: Duration,
 ) -> Result<(), BrokerError> {
+    publish(channel, exchange, envelopes).await?.wait(confirm_timeout).await
+}
+
+/// Publishes `envelopes` in order without waiting for the broker: the returned [`Confirms`]
+/// resolve when it has taken them. Several batches may be in flight on one channel.
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    envelopes: &[EventEnvelope],
+) -> Result<Confirms, BrokerError> {
     let mut pending = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {
         let confirm = channel
@@ -171,25 +181,40 @@ pub async fn publish_confirmed(
                 properties(envelope),
             )
             .await?;
-        pending.push((envelope.event_id.as_str(), confirm));
+        pending.push((envelope.event_id.clone(), confirm));
     }
-    let confirms = async {
-        for (event_id, confirm) in pending {
-            match confirm.await? {
-                Confirmation::Ack(_) | Confirmation::NotRequested => {}
-                Confirmation::Nack(_) => return Err(BrokerError::Nacked(event_id.to_owned())),
-            }
-        }
-        Ok(())
-    };
-    match tokio_timeout(confirm_timeout, confirms).await {
-        Some(result) => result,
-        None => Err(BrokerError::ConfirmTimeout(confirm_timeout)),
-    }
+    Ok(Confirms { pending })
 }
 
-async fn tokio_timeout<F: std::future::Future>(duration: Duration, future: F) -> Option<F::Output> {
-    tokio::time::timeout(duration, future).await.ok()
+/// The broker's answers to one published batch.
+#[must_use = "a batch is only published once its confirms arrived"]
+pub struct Confirms {
+    pending: Vec<(String, PublisherConfirm)>,
+}
+
+impl Confirms {
+    /// Resolves when every message was confirmed, or fails with the first refusal, or when
+    /// `timeout` (counted from this call) passes first.
+    pub fn wait(
+        self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(), BrokerError>> + Send + 'static {
+        let deadline = tokio::time::Instant::now() + timeout;
+        async move {
+            let confirms = async {
+                for (event_id, confirm) in self.pending {
+                    match confirm.await? {
+                        Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                        Confirmation::Nack(_) => return Err(BrokerError::Nacked(event_id)),
+                    }
+                }
+                Ok(())
+            };
+            tokio::time::timeout_at(deadline, confirms)
+                .await
+                .unwrap_or(Err(BrokerError::ConfirmTimeout(timeout)))
+        }
+    }
 }
 
 /// The header the partitions hash on.

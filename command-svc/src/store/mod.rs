@@ -12,13 +12,14 @@ mod batch;
 mod entity;
 mod error;
 pub mod migration;
+mod outbox;
 mod snapshot;
 
 use chrono::{DateTime, Utc};
 use course_domain::Event;
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 pub use batch::{Batch, PendingCommand, PendingEvent};
 pub use entity::{command_log, events};
 pub use error::StoreError;
+pub use outbox::{OutboxBacklog, RelayLease};
 pub use snapshot::Snapshot;
 
 /// Who and what caused an event; stored as jsonb next to it.
@@ -147,67 +149,15 @@ impl EventStore {
 
     /// Sequenced events with a global position above `after`, in global order.
     pub async fn read_all(&self, after: u64, limit: u64) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_all_on(&self.db, after, limit).await
-    }
-
-    /// Creates the checkpoint row of relay `name` if it does not exist yet.
-    pub async fn ensure_outbox(&self, name: &str) -> Result<(), StoreError> {
-        self.db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "INSERT INTO outbox_checkpoint (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
-                [name.into()],
-            ))
-            .await?;
-        Ok(())
-    }
-
-    /// Takes the exclusive right to publish relay `name`'s next batch, or `None` when another
-    /// replica holds it right now. The lease is a transaction holding the checkpoint row lock.
-    pub async fn lease_outbox(&self, name: &str) -> Result<Option<OutboxLease>, StoreError> {
-        let txn = self.db.begin().await?;
-        let row = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT position FROM outbox_checkpoint WHERE name = $1 FOR UPDATE SKIP LOCKED",
-                [name.into()],
-            ))
-            .await?;
-        match row {
-            Some(row) => {
-                let position: i64 = row.try_get("", "position")?;
-                Ok(Some(OutboxLease { txn, name: name.to_owned(), position: position as u64 }))
-            }
-            None => {
-                txn.rollback().await?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// How many sequenced events relay `name` has not published, and how long ago the oldest of
-    /// them committed.
-    pub async fn outbox_backlog(&self, name: &str) -> Result<OutboxBacklog, StoreError> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                r#"
-SELECT (SELECT last_position FROM event_sequencer WHERE id = 1) - c.position AS events,
-       EXTRACT(EPOCH FROM now() - e.committed_at)::DOUBLE PRECISION AS oldest_secs
-FROM outbox_checkpoint c
-LEFT JOIN events e ON e.global_position = c.position + 1
-WHERE c.name = $1"#,
-                [name.into()],
-            ))
-            .await?;
-        Ok(match row {
-            Some(row) => OutboxBacklog {
-                events: row.try_get::<i64>("", "events")?.max(0) as u64,
-                oldest_age_secs: row.try_get::<Option<f64>>("", "oldest_secs")?.unwrap_or(0.0),
-            },
-            None => OutboxBacklog::default(),
-        })
+        events::Entity::find()
+            .filter(events::Column::GlobalPosition.gt(after as i64))
+            .order_by_asc(events::Column::GlobalPosition)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
     }
 
     /// Gives global positions to committed events that have none, in insertion order, at most
@@ -289,77 +239,6 @@ FROM pending WHERE e.id = pending.id"#,
             None => 0,
         })
     }
-}
-
-/// Exclusive right to publish one batch of a relay: a transaction that holds the checkpoint row.
-/// Dropping it (or a crash) releases the lock without moving the checkpoint.
-pub struct OutboxLease {
-    txn: DatabaseTransaction,
-    name: String,
-    /// Everything up to this global position has been published.
-    pub position: u64,
-}
-
-impl OutboxLease {
-    /// The next sequenced events after the checkpoint.
-    pub async fn pending(&self, limit: u64) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_all_on(&self.txn, self.position, limit).await
-    }
-
-    /// Releases the lease without moving the checkpoint. Awaiting this (rather than dropping the
-    /// lease) guarantees the row lock is gone before the next lease is asked for.
-    pub async fn release(self) -> Result<(), StoreError> {
-        self.txn.rollback().await?;
-        Ok(())
-    }
-
-    /// Records that everything up to `position` is published, and releases the lease.
-    pub async fn advance(self, position: u64) -> Result<(), StoreError> {
-        // The checkpoint only saves work: a checkpoint lost in a database crash makes the relay
-        // publish those events again (consumers skip duplicates), it never loses one. So its
-        // commit does not wait for the WAL flush, and the relay goes on publishing meanwhile.
-        // Events and global positions are always committed durably.
-        self.txn
-            .execute_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SET LOCAL synchronous_commit = off",
-            ))
-            .await?;
-        self.txn
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE outbox_checkpoint SET position = $2, updated_at = now() WHERE name = $1",
-                [self.name.clone().into(), (position as i64).into()],
-            ))
-            .await?;
-        self.txn.commit().await?;
-        Ok(())
-    }
-}
-
-/// What a relay still has to publish.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct OutboxBacklog {
-    /// Sequenced events not yet published.
-    pub events: u64,
-    /// Seconds since the oldest of them committed.
-    pub oldest_age_secs: f64,
-}
-
-async fn read_all_on(
-    conn: &impl ConnectionTrait,
-    after: u64,
-    limit: u64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    events::Entity::find()
-        .filter(events::Column::GlobalPosition.gt(after as i64))
-        .order_by_asc(events::Column::GlobalPosition)
-        .limit(limit)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
 }
 
 /// NOTIFY channel on which sequencers announce the new head position.

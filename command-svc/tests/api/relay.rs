@@ -234,3 +234,33 @@ async fn a_python_pika_client_decodes_a_published_event() {
 fn through_proxy(proxy: &TcpProxy) -> String {
     format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.addr.port())
 }
+
+#[tokio::test]
+async fn a_standby_replica_takes_over_the_relay_when_the_publishing_one_dies() {
+    let database = fresh_database().await;
+    let exchange = format!("test.events.{}", Uuid::new_v4().simple());
+    let mut consumer = TestConsumer::bind(&exchange).await;
+    let mut first = Process::start(&database, &rabbitmq_url(), &exchange).await;
+    // Once the first replica published an event, it holds the lease.
+    let mut sentinels = vec![sentinel(&first.client()).await];
+    assert!(consumer.until_course(&sentinels[0], DRAIN).await.is_empty());
+    let standby = Process::start(&database, &rabbitmq_url(), &exchange).await;
+
+    let (a, b) = (first.client(), standby.client());
+    traffic(&[&a, &b], 5, 90).await; // 100 commands through both replicas
+    sentinels.push(sentinel(&b).await);
+    let mut received = consumer.until_course(&sentinels[1], DRAIN).await;
+    assert_exactly_once_in_order(&received, 100);
+    assert_eq!(standby.metric("events_published_total").await, 0.0, "the standby published nothing");
+
+    first.kill().await; // SIGKILL: its connection, and with it the lease, goes away
+    traffic(&[&b], 5, 90).await;
+    sentinels.push(sentinel(&b).await);
+    received.extend(consumer.until_course(&sentinels[2], DRAIN).await);
+    // What the first published but did not record as confirmed is published again.
+    received.retain(|r| !sentinels.contains(&r.envelope.course_id));
+    let received = first_deliveries(received);
+    assert_eq!(received.len(), 200, "every event");
+    assert_in_order(&received);
+    assert!(standby.metric("events_published_total").await >= 101.0, "the standby took over");
+}
