@@ -45,6 +45,7 @@ pub struct Job {
 pub fn spawn(store: EventStore, settings: &BatchArgs, head: HeadSender) -> mpsc::Sender<Job> {
     let max_batch = settings.command_batch_max.max(1) as usize;
     let (tx, rx) = mpsc::channel(max_batch * 4);
+    let store_for_snapshots = store.clone();
     let writer = Writer {
         store,
         head,
@@ -56,6 +57,7 @@ pub fn spawn(store: EventStore, settings: &BatchArgs, head: HeadSender) -> mpsc:
         linger: Duration::from_micros(settings.command_batch_linger_us),
         retries: settings.command_retries,
         snapshot_every: settings.snapshot_every.max(1),
+        snapshots: spawn_snapshot_saver(store_for_snapshots),
     };
     tokio::spawn(writer.run());
     tx
@@ -81,6 +83,29 @@ struct Writer {
     linger: Duration,
     retries: u32,
     snapshot_every: u64,
+    /// Snapshots to store, taken by this writer's saver task.
+    snapshots: mpsc::Sender<Snapshot>,
+}
+
+/// Most snapshots waiting to be stored per writer; when full, a due snapshot is taken later.
+const SNAPSHOT_QUEUE: usize = 1024;
+/// Most snapshots stored by one statement.
+const SNAPSHOT_BATCH: usize = 256;
+
+/// Stores the snapshots sent to it, whatever queued up meanwhile with one statement (a snapshot
+/// per durable commit had cost as many WAL flushes as a tenth of the appends).
+fn spawn_snapshot_saver(store: EventStore) -> mpsc::Sender<Snapshot> {
+    let (tx, mut rx) = mpsc::channel(SNAPSHOT_QUEUE);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(SNAPSHOT_BATCH);
+        while rx.recv_many(&mut batch, SNAPSHOT_BATCH).await > 0 {
+            if let Err(err) = store.save_snapshots(&batch).await {
+                tracing::warn!(error = %err, count = batch.len(), "snapshots not saved");
+            }
+            batch.clear();
+        }
+    });
+    tx
 }
 
 /// What became of one command of a batch, before the write.
@@ -340,8 +365,8 @@ impl Writer {
         self.courses.insert(id, known);
     }
 
-    /// Stores a snapshot of every known course that moved `snapshot_every` events past its
-    /// last one, in the background: a snapshot is a shortcut, never needed for correctness.
+    /// Hands a snapshot of every known course that moved `snapshot_every` events past its last
+    /// one to the saver task: a snapshot is a shortcut, never needed for correctness.
     fn snapshot_if_due(&mut self, ids: &[Uuid]) {
         for id in ids {
             let Some(known) = self.courses.get_mut(id) else { continue };
@@ -349,19 +374,17 @@ impl Writer {
             // per tenth of its participant count in events.
             let every = self.snapshot_every.max(known.course.participants.len() as u64 / 10);
             if known.course.version >= known.snapshot_at + every {
-                known.snapshot_at = known.course.version;
                 let snapshot = Snapshot {
                     stream_id: *id,
                     version: known.course.version,
                     schema: SNAPSHOT_SCHEMA,
                     state: known.course.to_snapshot(),
                 };
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = store.save_snapshot(&snapshot).await {
-                        tracing::warn!(error = %err, course = %snapshot.stream_id, "snapshot not saved");
-                    }
-                });
+                if self.snapshots.try_send(snapshot).is_ok() {
+                    known.snapshot_at = known.course.version;
+                } else {
+                    metrics::counter!("snapshots_deferred_total").increment(1);
+                }
             }
         }
     }

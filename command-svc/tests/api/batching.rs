@@ -355,3 +355,33 @@ async fn a_refusal_on_a_replicas_stale_memory_is_decided_again_on_the_stored_sta
         .into_inner();
     assert_eq!(commented.version, 5);
 }
+
+#[tokio::test]
+async fn snapshots_of_many_courses_are_stored_in_one_write_and_never_go_back() {
+    let url = fresh_database().await;
+    let store = command_svc::store::EventStore::connect_lazy(&url, 2).await.expect("store");
+    store.migrate().await.expect("migrated");
+    let db = sql(&url).await;
+    let snapshot = |id: Uuid, version: u64| command_svc::store::Snapshot {
+        stream_id: id,
+        version,
+        schema: SNAPSHOT_SCHEMA,
+        state: serde_json::json!({ "version": version }),
+    };
+    let ids: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    // Two of the first course in one call: the newer is kept.
+    let mut batch: Vec<_> = ids.iter().map(|id| snapshot(*id, 3)).collect();
+    batch.push(snapshot(ids[0], 7));
+    store.save_snapshots(&batch).await.expect("saved");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM snapshots").await, Some(50));
+    // Written by one transaction.
+    assert_eq!(query_i64(&db, "SELECT count(DISTINCT xmin::text) FROM snapshots").await, Some(1));
+    let version_of = |id: Uuid| format!("SELECT version FROM snapshots WHERE stream_id = '{id}'");
+    assert_eq!(query_i64(&db, &version_of(ids[0])).await, Some(7));
+
+    // An older snapshot never replaces a newer one; a newer one does.
+    store.save_snapshots(&[snapshot(ids[0], 5), snapshot(ids[1], 9)]).await.expect("saved");
+    assert_eq!(query_i64(&db, &version_of(ids[0])).await, Some(7));
+    assert_eq!(query_i64(&db, &version_of(ids[1])).await, Some(9));
+    store.save_snapshots(&[]).await.expect("nothing to save");
+}
