@@ -12,6 +12,7 @@
 //!   that version (`min_version`).
 
 mod cold;
+mod cpu;
 mod load;
 mod reference;
 
@@ -254,10 +255,11 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
         ("spread: one course per client", load::Shape::Spread),
         ("hot: every client on one course", load::Shape::Hot),
     ] {
+        let before = cpu::sample();
         let result =
             load::run(shape, &connections, &catalog, &args.secret, args.clients, args.seconds)
                 .await?;
-        runs.push((name, result));
+        runs.push((name, result, cpu::shares(&before, &cpu::sample())));
     }
     println!();
     println!(
@@ -276,7 +278,15 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
             "pgbench: 1 INSERT per transaction", "1.00x", "-", "-", "-"
         );
     }
-    for (name, mut result) in runs {
+    let mut cpu_lines = Vec::new();
+    for (name, mut result, cpu) in runs {
+        if !cpu.is_empty() {
+            cpu_lines.push(format!(
+                "CPU during {}: {}",
+                name.split(':').next().unwrap_or(name),
+                cpu::describe(&cpu)
+            ));
+        }
         let rate = result.rate();
         row(name, rate, reference, &mut result.latencies, result.errors);
         if let Some(error) = &result.first_error {
@@ -291,6 +301,10 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
             load::percentile(&mut result.lag, 0.99),
             result.lag_errors
         );
+    }
+    println!();
+    for line in cpu_lines {
+        println!("{line}");
     }
     println!();
     Ok(())

@@ -21,13 +21,13 @@
 use std::time::Duration;
 
 use course_proto::v1::EventEnvelope;
-use deadpool_lapin::lapin::{Confirmation, PublisherConfirm};
 use deadpool_lapin::lapin::options::{
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeBindOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use deadpool_lapin::lapin::{BasicProperties, Channel, ExchangeKind};
+use deadpool_lapin::lapin::{Confirmation, PublisherConfirm};
 pub use deadpool_lapin::{Pool, lapin};
 use prost::Message;
 

@@ -378,6 +378,14 @@ impl<M: ReadModel> Projector<M> {
                 pass.failed.push((repeat, ProjectError::Unapplicable(reason)));
             }
         }
+        if cache.is_none() {
+            // Live events only (a replay's are as old as the log).
+            let now = Utc::now();
+            for event in pass.applied.iter().filter_map(|&index| batch.get(index)) {
+                let lag = (now - event.occurred_at).to_std().unwrap_or_default();
+                metrics::histogram!("projection_event_lag_seconds").record(lag.as_secs_f64());
+            }
+        }
         if !positions.is_empty() {
             positions.sort_unstable();
             positions.dedup();

@@ -107,12 +107,14 @@ impl RelayLease {
     /// Records that everything up to `position` is published. Fails when the lease's connection
     /// is gone (and with it the lock): the caller must stop publishing and start over.
     pub async fn advance(&mut self, position: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox_checkpoint SET position = $2, updated_at = now() WHERE name = $1")
-            .bind(&self.name)
-            .bind(position as i64)
-            .execute(&mut self.conn)
-            .await
-            .map_err(query_err)?;
+        sqlx::query(
+            "UPDATE outbox_checkpoint SET position = $2, updated_at = now() WHERE name = $1",
+        )
+        .bind(&self.name)
+        .bind(position as i64)
+        .execute(&mut self.conn)
+        .await
+        .map_err(query_err)?;
         self.position = position;
         Ok(())
     }

@@ -251,7 +251,11 @@ async fn a_standby_replica_takes_over_the_relay_when_the_publishing_one_dies() {
     sentinels.push(sentinel(&b).await);
     let mut received = consumer.until_course(&sentinels[1], DRAIN).await;
     assert_exactly_once_in_order(&received, 100);
-    assert_eq!(standby.metric("events_published_total").await, 0.0, "the standby published nothing");
+    assert_eq!(
+        standby.metric("events_published_total").await,
+        0.0,
+        "the standby published nothing"
+    );
 
     first.kill().await; // SIGKILL: its connection, and with it the lease, goes away
     traffic(&[&b], 5, 90).await;
