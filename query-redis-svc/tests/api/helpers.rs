@@ -156,6 +156,23 @@ impl Catalog {
             .expect("course")
     }
 
+    /// Waits until this catalog serves the same as `other` (partitions apply their batches
+    /// independently, so one course caught up says nothing of the others); fails with the
+    /// difference after 60 s.
+    pub async fn assert_agrees_with(&self, other: &Catalog) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (mine, theirs) = (self.snapshot().await, other.snapshot().await);
+            if mine == theirs {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                assert_eq!(mine, theirs, "the two catalogs never agreed");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Everything the catalog serves, through its RPCs, for comparing read models.
     pub async fn snapshot(&self) -> Snapshot {
         let mut client = self.client();

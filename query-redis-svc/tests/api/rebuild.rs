@@ -57,5 +57,5 @@ async fn a_rebuild_with_commands_flowing_yields_the_live_built_data() {
         .expect("status")
         .into_inner();
     assert_eq!((status.active_generation, status.building_generation), (2, 0));
-    assert_eq!(rebuilt.snapshot().await, live.snapshot().await);
+    rebuilt.assert_agrees_with(&live).await;
 }
