@@ -89,6 +89,12 @@ pub fn shares(before: &Sample, after: &Sample) -> Vec<(&'static str, f64)> {
     shares
 }
 
+/// Ticks `program` used between `before` and `after`.
+pub fn program_ticks(before: &Sample, after: &Sample, program: &str) -> u64 {
+    let used = |sample: &Sample| sample.by_program.get(program).copied().unwrap_or(0);
+    used(after).saturating_sub(used(before))
+}
+
 /// `RabbitMQ 25%, command-svc 24%, ..., idle 6%`
 pub fn describe(shares: &[(&str, f64)]) -> String {
     shares

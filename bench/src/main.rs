@@ -11,6 +11,7 @@
 //! * read-your-writes (idle): time from a JoinCourse response until query-redis-svc serves
 //!   that version (`min_version`).
 
+mod broker;
 mod cold;
 mod cpu;
 mod load;
@@ -83,6 +84,12 @@ struct Args {
     /// Long (and fresh) courses measured in the cold-start figure; the medians are compared.
     #[arg(long, default_value_t = 3)]
     cold_samples: usize,
+    /// Events of the broker-only figure (0: skip it).
+    #[arg(long, default_value_t = 20_000)]
+    broker_events: usize,
+    /// Partition queues of the broker-only figure (as the read models').
+    #[arg(long, env = "PARTITIONS", default_value_t = 4)]
+    partitions: u16,
     /// Skip the read-model figures (sustained rate, drain, rebuild).
     #[arg(long)]
     skip_read_model: bool,
@@ -365,6 +372,20 @@ async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn broker_cost(args: &Args) -> anyhow::Result<()> {
+    let cost = broker::run(&args.rabbitmq_url, args.partitions, args.broker_events).await?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "RabbitMQ alone ({} events published as the relay does, through {} quorum partitions, consumed and acked): {:.0} events/s, broker CPU {:.0} us per event: the broker alone would take {:.0}% of this {cores}-core machine at 4,000 events/s",
+        cost.events,
+        args.partitions,
+        cost.events as f64 / cost.elapsed.as_secs_f64(),
+        cost.micros_per_event(),
+        cost.micros_per_event() * 4_000.0 / 1e6 / cores as f64 * 100.0,
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -386,6 +407,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(cold) = &args.cold_command {
         cold_start(&args, cold).await?;
         two_replicas(&args, cold).await?;
+    }
+    if !args.write_path_only && args.broker_events > 0 {
+        broker_cost(&args).await?;
     }
     if !args.write_path_only && !args.skip_read_model {
         read_model::run(&args.command, &args.catalog, &args.secret, &args.read_model).await?;
