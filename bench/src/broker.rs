@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use course_proto::v1::{self, EventEnvelope, EventMetadata};
 use futures::StreamExt;
+use messaging::ConsumerTopology;
 use messaging::lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeleteOptions};
 use messaging::lapin::types::FieldTable;
-use messaging::ConsumerTopology;
 use uuid::Uuid;
 
 use crate::cpu;
@@ -61,7 +61,8 @@ fn envelope(n: usize, courses: &[String]) -> EventEnvelope {
 }
 
 fn now() -> prost_types::Timestamp {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }
 }
 
@@ -140,7 +141,9 @@ pub async fn run(url: &str, partitions: u16, events: usize) -> anyhow::Result<Br
             .queue_delete(topology.partition_queue(partition).into(), QueueDeleteOptions::default())
             .await;
     }
-    let _ = setup.queue_delete(topology.dead_letter_queue().into(), QueueDeleteOptions::default()).await;
+    let _ = setup
+        .queue_delete(topology.dead_letter_queue().into(), QueueDeleteOptions::default())
+        .await;
     for name in [topology.partition_exchange(), topology.dead_letter_exchange(), exchange] {
         let _ = setup.exchange_delete(name.into(), Default::default()).await;
     }
