@@ -287,14 +287,13 @@ async fn write_path(args: &Args) -> anyhow::Result<()> {
     }
     let mut cpu_lines = Vec::new();
     for (name, mut result, cpu) in runs {
-        if !cpu.is_empty() {
-            cpu_lines.push(format!(
-                "CPU during {}: {}",
-                name.split(':').next().unwrap_or(name),
-                cpu::describe(&cpu)
-            ));
-        }
         let rate = result.rate();
+        if !cpu.is_empty() {
+            let run = name.split(':').next().unwrap_or(name);
+            cpu_lines.push(format!("CPU during {run}: {}", cpu::describe(&cpu)));
+            cpu_lines
+                .push(format!("CPU per command during {run}: {}", cpu::per_operation(&cpu, rate)));
+        }
         row(name, rate, reference, &mut result.latencies, result.errors);
         if let Some(error) = &result.first_error {
             println!("|   first error: {error}");

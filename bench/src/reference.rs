@@ -29,12 +29,14 @@ pub fn pgbench_single_insert(
          '{{\"type\":\"CourseCommented\",\"text\":\"reference\"}}');"
     )?;
     drop(script.1);
+    let before = crate::cpu::sample();
     let output = Command::new("pgbench")
         .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
         .arg(&script.0)
         .arg(database_url)
         .output()
         .context("pgbench runs (Debian package postgresql-contrib / postgresql)")?;
+    let busy = crate::cpu::busy(&before, &crate::cpu::sample());
     let _ = std::fs::remove_file(&script.0);
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
@@ -51,6 +53,14 @@ pub fn pgbench_single_insert(
             rest.split_whitespace().next()?.parse::<f64>().ok()
         })
         .with_context(|| format!("no tps line in pgbench's output:\n{stdout}"))
+        .inspect(|tps| {
+            // On stderr: `make bench` reads the tps alone from stdout.
+            eprintln!(
+                "pgbench: {tps:.0} tps with the machine {:.0}% busy: {:.0} us of CPU per transaction (pgbench and PostgreSQL)",
+                busy * 100.0,
+                busy * crate::cpu::cores() * 1e6 / tps
+            );
+        })
 }
 
 fn tempfile_path(name: &str) -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
