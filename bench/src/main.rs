@@ -402,13 +402,15 @@ async fn main() -> anyhow::Result<()> {
         relay_latency(&args, channel.clone()).await?;
         read_your_writes(&args, channel.clone()).await?;
     }
+    // Before the loads: afterwards the mesh may still be draining what they wrote, which
+    // would count as the broker's own cost.
+    if !args.write_path_only && args.broker_events > 0 {
+        broker_cost(&args).await?;
+    }
     write_path(&args).await?;
     if let Some(cold) = &args.cold_command {
         cold_start(&args, cold).await?;
         two_replicas(&args, cold).await?;
-    }
-    if !args.write_path_only && args.broker_events > 0 {
-        broker_cost(&args).await?;
     }
     if !args.write_path_only && !args.skip_read_model {
         read_model::run(&args.command, &args.catalog, &args.secret, &args.read_model).await?;
