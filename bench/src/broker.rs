@@ -21,8 +21,6 @@ use crate::cpu;
 /// Events per published batch and batches in flight, as the relay.
 const BATCH: usize = 500;
 const WINDOW: usize = 8;
-/// Linux reports process times in 1/100 s.
-const TICKS_PER_SECOND: f64 = 100.0;
 
 pub struct BrokerCost {
     pub events: usize,
@@ -150,6 +148,6 @@ pub async fn run(url: &str, partitions: u16, events: usize) -> anyhow::Result<Br
     Ok(BrokerCost {
         events,
         elapsed,
-        broker_cpu: cpu::program_ticks(&before, &after, "RabbitMQ") as f64 / TICKS_PER_SECOND,
+        broker_cpu: cpu::program_seconds(&before, &after, "RabbitMQ"),
     })
 }

@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 
+/// Linux reports process times in 1/100 s (`USER_HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
 /// CPU times in clock ticks.
 #[derive(Debug, Default)]
 pub struct Sample {
@@ -115,10 +118,10 @@ pub fn per_operation(shares: &[(&str, f64)], rate: f64) -> String {
     parts.join(", ")
 }
 
-/// Ticks `program` used between `before` and `after`.
-pub fn program_ticks(before: &Sample, after: &Sample, program: &str) -> u64 {
+/// Seconds of CPU `program` used between `before` and `after`.
+pub fn program_seconds(before: &Sample, after: &Sample, program: &str) -> f64 {
     let used = |sample: &Sample| sample.by_program.get(program).copied().unwrap_or(0);
-    used(after).saturating_sub(used(before))
+    used(after).saturating_sub(used(before)) as f64 / TICKS_PER_SECOND
 }
 
 /// `RabbitMQ 25%, command-svc 24%, ..., idle 6%`

@@ -373,14 +373,14 @@ async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
 
 async fn broker_cost(args: &Args) -> anyhow::Result<()> {
     let cost = broker::run(&args.rabbitmq_url, args.partitions, args.broker_events).await?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = cpu::cores();
     println!(
         "RabbitMQ alone ({} events published as the relay does, through {} quorum partitions, consumed and acked): {:.0} events/s, broker CPU {:.0} us per event: the broker alone would take {:.0}% of this {cores}-core machine at 4,000 events/s",
         cost.events,
         args.partitions,
         cost.events as f64 / cost.elapsed.as_secs_f64(),
         cost.micros_per_event(),
-        cost.micros_per_event() * 4_000.0 / 1e6 / cores as f64 * 100.0,
+        cost.micros_per_event() * 4_000.0 / 1e6 / cores * 100.0,
     );
     Ok(())
 }

@@ -27,7 +27,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::envelope::envelope;
 use crate::readiness::Readiness;
-use crate::store::{EventStore, RelayLease, StoreError};
+use crate::store::{EventStore, Leased, RelayLease, StoreError};
 
 /// Health name that reports whether the relay can reach the broker.
 pub const RELAY_HEALTH: &str = "course.v1.EventRelay";
@@ -144,10 +144,12 @@ async fn take_lease(
     name: &str,
     stop: &CancellationToken,
 ) -> Result<Option<RelayLease>, RelayError> {
+    let mut candidate = store.outbox_lease_candidate(name).await?;
     let mut standing_by = false;
     loop {
-        if let Some(lease) = store.lease_outbox(name).await? {
-            return Ok(Some(lease));
+        match candidate.try_lease().await? {
+            Leased::Held(lease) => return Ok(Some(lease)),
+            Leased::Standby(again) => candidate = again,
         }
         if !standing_by {
             standing_by = true;
@@ -246,11 +248,7 @@ impl Publisher<'_> {
             return Ok(None);
         };
         let envelopes: Vec<_> = events.iter().map(envelope).collect();
-        let now = Utc::now();
-        for event in &events {
-            let lag = (now - event.occurred_at).to_std().unwrap_or_default();
-            metrics::histogram!("relay_publish_lag_seconds").record(lag.as_secs_f64());
-        }
+        record_lag("relay_publish_lag_seconds", events.iter().map(|e| e.occurred_at));
         let confirms = messaging::publish(self.channel, &self.config.exchange, &envelopes).await?;
         Ok(Some(InFlight {
             last,
@@ -262,11 +260,7 @@ impl Publisher<'_> {
     /// Records a confirmed batch (every batch before it is confirmed too).
     fn confirmed(&mut self, batch: InFlight) {
         self.confirmed_to = batch.last;
-        let now = Utc::now();
-        for decided in &batch.decided {
-            let lag = (now - *decided).to_std().unwrap_or_default();
-            metrics::histogram!("relay_event_lag_seconds").record(lag.as_secs_f64());
-        }
+        record_lag("relay_event_lag_seconds", batch.decided.iter().copied());
         metrics::counter!("events_published_total").increment(batch.decided.len() as u64);
         tracing::debug!(count = batch.decided.len(), position = batch.last, "published");
     }
@@ -304,5 +298,14 @@ impl Publisher<'_> {
         }
         self.lease.close().await;
         Ok(())
+    }
+}
+
+/// Records, in histogram `name`, how long ago each event was decided.
+fn record_lag(name: &'static str, decided: impl Iterator<Item = DateTime<Utc>>) {
+    let now = Utc::now();
+    let histogram = metrics::histogram!(name);
+    for decided in decided {
+        histogram.record((now - decided).to_std().unwrap_or_default().as_secs_f64());
     }
 }

@@ -45,7 +45,7 @@ pub struct Job {
 pub fn spawn(store: EventStore, settings: &BatchArgs, head: HeadSender) -> mpsc::Sender<Job> {
     let max_batch = settings.command_batch_max.max(1) as usize;
     let (tx, rx) = mpsc::channel(max_batch * 4);
-    let store_for_snapshots = store.clone();
+    let snapshots = spawn_snapshot_saver(store.clone());
     let writer = Writer {
         store,
         head,
@@ -57,7 +57,7 @@ pub fn spawn(store: EventStore, settings: &BatchArgs, head: HeadSender) -> mpsc:
         linger: Duration::from_micros(settings.command_batch_linger_us),
         retries: settings.command_retries,
         snapshot_every: settings.snapshot_every.max(1),
-        snapshots: spawn_snapshot_saver(store_for_snapshots),
+        snapshots,
     };
     tokio::spawn(writer.run());
     tx

@@ -28,7 +28,7 @@ use uuid::Uuid;
 pub use batch::{Batch, PendingCommand, PendingEvent};
 pub use entity::{command_log, events};
 pub use error::StoreError;
-pub use outbox::{OutboxBacklog, RelayLease};
+pub use outbox::{LeaseCandidate, Leased, OutboxBacklog, RelayLease};
 pub use snapshot::Snapshot;
 
 /// Who and what caused an event; stored as jsonb next to it.

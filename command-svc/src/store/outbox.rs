@@ -40,33 +40,12 @@ impl EventStore {
         Ok(())
     }
 
-    /// Takes relay `name`'s lease, or `None` when another replica holds it. The lease keeps a
-    /// connection of its own (outside the pool) until it is closed or dropped.
-    pub async fn lease_outbox(&self, name: &str) -> Result<Option<RelayLease>, StoreError> {
-        let mut conn =
+    /// A connection of its own (outside the pool) on which relay `name` asks for its lease.
+    /// A standby keeps it and asks again on it, rather than opening a connection each time.
+    pub async fn outbox_lease_candidate(&self, name: &str) -> Result<LeaseCandidate, StoreError> {
+        let conn =
             self.db.get_postgres_connection_pool().acquire().await.map_err(query_err)?.detach();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-            .bind(LOCK_CLASS)
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(query_err)?;
-        if !locked {
-            conn.close().await.map_err(query_err)?;
-            return Ok(None);
-        }
-        // The checkpoint only saves work: one lost in a database crash makes the relay publish
-        // those events again (consumers skip duplicates), it never loses one. So its updates do
-        // not wait for the WAL flush. Events and their positions are always committed durably.
-        sqlx::query("SET synchronous_commit = off").execute(&mut conn).await.map_err(query_err)?;
-        let position: i64 =
-            sqlx::query_scalar("SELECT position FROM outbox_checkpoint WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&mut conn)
-                .await
-                .map_err(query_err)?
-                .ok_or_else(|| anyhow::anyhow!("outbox checkpoint {name} missing"))?;
-        Ok(Some(RelayLease { conn, name: name.to_owned(), position: position.max(0) as u64 }))
+        Ok(LeaseCandidate { conn, name: name.to_owned() })
     }
 
     /// How many sequenced events relay `name` has not published, and how long ago the oldest of
@@ -92,6 +71,51 @@ WHERE c.name = $1"#,
             },
             None => OutboxBacklog::default(),
         })
+    }
+}
+
+/// A connection that may become a relay's lease.
+pub struct LeaseCandidate {
+    conn: PgConnection,
+    name: String,
+}
+
+/// What asking for the lease gave.
+pub enum Leased {
+    /// This replica publishes.
+    Held(RelayLease),
+    /// Another replica holds the lease; ask again later with this.
+    Standby(LeaseCandidate),
+}
+
+impl LeaseCandidate {
+    /// Takes the lease if no other replica holds it.
+    pub async fn try_lease(mut self) -> Result<Leased, StoreError> {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LOCK_CLASS)
+            .bind(&self.name)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(query_err)?;
+        if !locked {
+            return Ok(Leased::Standby(self));
+        }
+        // The checkpoint only saves work: one lost in a database crash makes the relay publish
+        // those events again (consumers skip duplicates), it never loses one. So its updates do
+        // not wait for the WAL flush. Events and their positions are always committed durably.
+        sqlx::query("SET synchronous_commit = off")
+            .execute(&mut self.conn)
+            .await
+            .map_err(query_err)?;
+        let position: i64 =
+            sqlx::query_scalar("SELECT position FROM outbox_checkpoint WHERE name = $1")
+                .bind(&self.name)
+                .fetch_optional(&mut self.conn)
+                .await
+                .map_err(query_err)?
+                .ok_or_else(|| anyhow::anyhow!("outbox checkpoint {} missing", self.name))?;
+        let Self { conn, name } = self;
+        Ok(Leased::Held(RelayLease { conn, name, position: position.max(0) as u64 }))
     }
 }
 
