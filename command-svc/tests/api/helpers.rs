@@ -7,6 +7,8 @@ pub use testkit::{
     SECRET, admin_url, as_user, assert_code, free_port, fresh_database, rabbitmq_url, unique,
 };
 
+use std::time::Duration;
+
 use command_svc::Application;
 use command_svc::config::Config;
 use course_proto::v1::EventEnvelope;
@@ -178,6 +180,20 @@ impl Process {
     /// The sum of a metric's samples on this process's endpoint.
     pub async fn metric(&self, name: &str) -> f64 {
         testkit::metric_sum(&testkit::scrape(self.metrics_port).await, name)
+    }
+
+    /// Waits until a metric reaches `at_least` (for at most `timeout`) and returns its value, which
+    /// the caller asserts on: a counter moves after the work it counts is visible elsewhere (a
+    /// broker delivers a message before its publisher has processed the confirm).
+    pub async fn metric_reaching(&self, name: &str, at_least: f64, timeout: Duration) -> f64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let value = self.metric(name).await;
+            if value >= at_least || tokio::time::Instant::now() >= deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn kill(&mut self) {
