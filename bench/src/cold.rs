@@ -20,7 +20,14 @@ pub struct ColdResult {
     pub samples: usize,
     pub long: Duration,
     pub fresh: Duration,
+    /// The services' share of the machine just before the samples were taken.
+    pub busy: f64,
 }
+
+/// The services' share of the machine below which the samples are taken.
+const QUIET: f64 = 0.15;
+/// How long to wait for that at most.
+const QUIET_WAIT: Duration = Duration::from_secs(120);
 
 /// Builds `samples` courses of about `events` events each through `warm`, then times the
 /// first command on each and on as many fresh courses through `cold`.
@@ -80,6 +87,9 @@ pub async fn run(
         async move { active_course(&mut commands, &instructor, &[]).await }
     });
     try_join_all(warm_up).await?;
+    // Measured once the mesh has relayed and projected what the loads wrote: a first command
+    // timed while the machine still drains a backlog measures the backlog.
+    let busy = crate::cpu::until_quiet(QUIET, QUIET_WAIT).await;
     let mut long_times = Vec::with_capacity(samples);
     let mut fresh_times = Vec::with_capacity(samples);
     for course in 0..samples {
@@ -106,6 +116,7 @@ pub async fn run(
         samples,
         long: median(long_times),
         fresh: median(fresh_times),
+        busy,
     })
 }
 

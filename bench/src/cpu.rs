@@ -101,6 +101,25 @@ pub fn busy(before: &Sample, after: &Sample) -> f64 {
     1.0 - after.idle.saturating_sub(before.idle) as f64 / total
 }
 
+/// Waits (for at most `timeout`) until the services the bench names use less than `share` of
+/// the machine over half a second, such as when the mesh has drained what a load wrote; returns
+/// their share in the last half second.
+pub async fn until_quiet(share: f64, timeout: std::time::Duration) -> f64 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let before = sample();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let services: f64 = shares(&before, &sample())
+            .iter()
+            .filter(|(name, _)| !matches!(*name, "idle" | "other" | "load generator"))
+            .map(|(_, s)| s)
+            .sum();
+        if services < share || tokio::time::Instant::now() >= deadline {
+            return services;
+        }
+    }
+}
+
 /// This machine's cores.
 pub fn cores() -> f64 {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64

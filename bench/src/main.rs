@@ -361,12 +361,13 @@ async fn cold_start(args: &Args, cold_url: &str) -> anyhow::Result<()> {
         cold::run(&warm, &cold, &args.secret, args.clients, args.cold_events, args.cold_samples)
             .await?;
     println!(
-        "Cold replica, first command (median of {}): {}-event course {:.1} ms, fresh course {:.1} ms ({:.2}x)",
+        "Cold replica, first command (median of {}): {}-event course {:.1} ms, fresh course {:.1} ms ({:.2}x); services {:.0}% busy before",
         result.samples,
         result.events,
         result.long.as_secs_f64() * 1e3,
         result.fresh.as_secs_f64() * 1e3,
-        result.long.as_secs_f64() / result.fresh.as_secs_f64()
+        result.long.as_secs_f64() / result.fresh.as_secs_f64(),
+        result.busy * 100.0
     );
     Ok(())
 }
