@@ -68,6 +68,12 @@ impl Application {
         self.host.model()
     }
 
+    /// The projection's progress (tests read its per-replica counts: events consumed,
+    /// partitions owned, gap fills).
+    pub fn progress(&self) -> &projection::Progress {
+        self.host.progress()
+    }
+
     /// Serves until `shutdown` resolves, then stops the consumer (the batch in hand is
     /// finished and acknowledged), reports NOT_SERVING and drains in-flight calls.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

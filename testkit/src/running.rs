@@ -232,3 +232,20 @@ impl Drop for Running {
 fn channel(port: u16) -> Channel {
     Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy()
 }
+
+/// Waits (60 s at most) until the query-service replicas with these progresses own every one
+/// of `partitions` between them, each some: until then a newcomer may still wait behind the
+/// others on every partition.
+pub async fn wait_until_shared(replicas: &[&projection::Progress], partitions: u64) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            let owned: Vec<u64> = replicas.iter().map(|r| r.snapshot().partitions_owned).collect();
+            if owned.iter().sum::<u64>() == partitions && owned.iter().all(|o| *o > 0) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the replicas share the partitions");
+}

@@ -158,7 +158,12 @@ async fn concurrent_duplicates_of_a_command_id_all_answer_the_first_response() {
 
 #[tokio::test]
 async fn another_replicas_append_inside_a_batch_only_sends_that_course_back_to_be_decided() {
-    let app = spawn_batching_app().await;
+    // The seven joins below must make one batch even when this machine pauses the test for a
+    // few milliseconds: a join left for the next batch would be written after the contested
+    // course's second decision, which the last assertion would take for a wrong order.
+    let mut config = batching_config(&fresh_database().await);
+    config.batching.command_batch_linger_us = 200_000;
+    let app = spawn_app_on(config).await;
     let instructor = Uuid::now_v7();
     let contested = open_course(&app, instructor, 0, false).await; // version 2, known to the app
     let others: Vec<String> =
@@ -211,7 +216,7 @@ async fn another_replicas_append_inside_a_batch_only_sends_that_course_back_to_b
     // The batch is blocked on the other replica's uncommitted row.
     wait_for(
         &db,
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO command_log%'",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO command_log%'",
         |n| n == Some(1),
     )
     .await;

@@ -81,6 +81,10 @@ async fn a_version_the_read_model_does_not_reach_in_time_is_unavailable() {
     setup.read_your_writes_timeout_ms = 300;
     let query = spawn_query(&command.url, setup).await;
     let id = create(&command, Uuid::now_v7(), "Rust", "Programming").await;
+    // The course is applied first, as slowly as this machine needs: only the read below is
+    // bound by the 300 ms.
+    let applied = testkit::events::position_of(&command, &id, 1).await;
+    query.status_until("the course applied", |s| s.applied_position >= applied).await;
     details(&query, &id, 1).await;
     let status = assert_code(
         query

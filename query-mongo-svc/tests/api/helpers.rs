@@ -70,6 +70,8 @@ impl QuerySetup {
 /// [`Running`]).
 pub struct QueryApp {
     pub setup: QuerySetup,
+    /// The replica's own progress: events consumed, partitions owned.
+    pub progress: projection::Progress,
     running: Running,
 }
 
@@ -143,9 +145,10 @@ pub async fn start_query(
     let app = Application::build(query_config(event_store_url, &setup))
         .await
         .expect("query-mongo-svc builds");
+    let progress = app.progress().clone();
     let running = Running::start(app.port(), |shutdown| app.run_until_stopped(shutdown));
     running.wait_for("course.v1.CourseQueryService", status).await;
-    QueryApp { setup, running }
+    QueryApp { setup, progress, running }
 }
 
 /// A query-mongo-svc with a tokio runtime of its own, which [`Crashable::crash`] shuts down at
@@ -172,12 +175,13 @@ pub async fn spawn_crashable_query(event_store_url: &str, setup: QuerySetup) -> 
     let config = query_config(event_store_url, &setup);
     runtime.spawn(async move {
         let app = Application::build(config).await.expect("query-mongo-svc builds");
-        let _ = bound.send(app.port());
+        let _ = bound.send((app.port(), app.progress().clone()));
         app.run_until_stopped(std::future::pending()).await
     });
-    let running = Running::remote(port.await.expect("built"));
+    let (port, progress) = port.await.expect("built");
+    let running = Running::remote(port);
     running.wait_for("course.v1.CourseQueryService", ServingStatus::Serving).await;
-    Crashable { query: QueryApp { setup, running }, runtime }
+    Crashable { query: QueryApp { setup, progress, running }, runtime }
 }
 
 fn query_config(event_store_url: &str, setup: &QuerySetup) -> Config {

@@ -161,7 +161,11 @@ async fn two_replicas_on_one_queue_stay_exact() {
     let first = spawn_query(&command.url, setup.clone()).await;
     let second = spawn_query(&command.url, setup).await;
     let reference = spawn_query(&command.url, QuerySetup::on(&exchange)).await;
-    let mut courses = busy_courses(&command, 5).await;
+    let partitions = projection::ProjectionArgs::new("", "", "").partitions;
+    testkit::wait_until_shared(&[&first.progress, &second.progress], partitions.into()).await;
+    // Enough courses that both replicas' partitions get some (all twelve on one replica's two
+    // partitions: 1 in 2,048).
+    let mut courses = busy_courses(&command, 12).await;
 
     // Concurrent joins and comments spread over the courses.
     let calls = (0..120).map(|i| {

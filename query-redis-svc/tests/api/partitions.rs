@@ -30,18 +30,8 @@ fn shared_config(
 
 /// Waits until the replicas own every one of `partitions` between them, each some.
 async fn wait_until_shared(replicas: &[&Catalog], partitions: u64) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let owned: Vec<u64> =
-                replicas.iter().map(|r| r.progress.snapshot().partitions_owned).collect();
-            if owned.iter().sum::<u64>() == partitions && owned.iter().all(|o| *o > 0) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the replicas share the partitions");
+    let progresses: Vec<&projection::Progress> = replicas.iter().map(|r| &r.progress).collect();
+    testkit::wait_until_shared(&progresses, partitions).await;
 }
 
 #[derive(Clone)]
