@@ -131,8 +131,7 @@ async fn dead_letters_are_listed_in_pages() {
 async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     let exchange = unique("test.events");
     let command = spawn_command_svc(&exchange).await;
-    let mut shared = config(&command, &exchange);
-    shared.service.projection.rebuild_lease_ms = 1_000;
+    let shared = config(&command, &exchange);
     // Each instance has a queue of its own, so that a killed one's broker connection, if it
     // lingers, holds no event another one needs.
     let instance = |event_store_url: &str| {
@@ -151,7 +150,11 @@ async fn a_rebuild_whose_process_died_is_abandoned_and_the_next_one_succeeds() {
     // so its replay hangs (deterministically) after the building mark is set; then it dies.
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_store = format!("http://{}", black_hole.local_addr().expect("addr"));
-    let doomed = spawn_crashable_catalog(instance(&silent_store)).await;
+    // Only the doomed one holds a short lease: the others keep theirs renewed on a loaded
+    // machine too (a lapsed lease gets a live rebuild abandoned).
+    let mut doomed = instance(&silent_store);
+    doomed.service.projection.rebuild_lease_ms = 1_000;
+    let doomed = spawn_crashable_catalog(doomed).await;
     let generation = doomed.catalog.rebuild(false).await;
     assert_eq!(generation, 2);
     doomed.crash();
