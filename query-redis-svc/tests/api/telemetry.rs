@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use opentelemetry::trace::{TraceId, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
@@ -24,15 +24,25 @@ async fn a_command_and_its_projection_share_one_trace_across_the_bus() {
     let (command, catalog) = spawn_mesh().await;
     let id = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     catalog.course_at(&id, 1).await;
-    provider.force_flush().expect("flush");
 
-    let spans = exporter.get_finished_spans().expect("spans");
-    let trace_of = |name: &str| -> HashSet<TraceId> {
-        spans.iter().filter(|s| s.name == name).map(|s| s.span_context.trace_id()).collect()
+    // The read can answer as soon as Redis holds the course, before the consumer's spans
+    // close: flush until they are exported (60 s at most).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (spans, trace) = loop {
+        provider.force_flush().expect("flush");
+        let spans = exporter.get_finished_spans().expect("spans");
+        let commands = traces(&spans, "course.v1.CourseCommandService/CreateCourse");
+        assert_eq!(commands.len(), 1, "one traced CreateCourse call");
+        let trace = *commands.iter().next().expect("trace");
+        let continued = ["projection.consume", "read_model.write"]
+            .iter()
+            .all(|name| traces(&spans, name).contains(&trace));
+        if continued || tokio::time::Instant::now() >= deadline {
+            break (spans, trace);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    let commands = trace_of("course.v1.CourseCommandService/CreateCourse");
-    assert_eq!(commands.len(), 1, "one traced CreateCourse call");
-    let trace = *commands.iter().next().expect("trace");
+    let trace_of = |name: &str| traces(&spans, name);
     assert!(
         trace_of("projection.consume").contains(&trace),
         "the consumer continues the command's trace"
@@ -42,19 +52,33 @@ async fn a_command_and_its_projection_share_one_trace_across_the_bus() {
     assert!(!catalog_call.is_empty(), "query RPCs get spans too");
 }
 
+/// The traces of the spans named `name`.
+fn traces(spans: &[SpanData], name: &str) -> HashSet<TraceId> {
+    spans.iter().filter(|s| s.name == name).map(|s| s.span_context.trace_id()).collect()
+}
+
 #[tokio::test]
 async fn metrics_are_served_in_the_prometheus_format() {
     let (command, catalog) = spawn_mesh().await;
     let id = testkit::driver::create_course(&command, Uuid::now_v7(), create_request(0)).await;
     catalog.course_at(&id, 1).await;
-    let body = testkit::scrape(catalog.metrics_port).await;
-    for metric in [
+    // The projection's gauges are set after the write a read can already see.
+    let wanted = [
         "grpc_server_requests_total",
         "grpc_server_request_duration_seconds_bucket",
         "events_appended_total",
         "projection_applied_position",
         "projection_lag_seconds",
-    ] {
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let body = testkit::scrape(catalog.metrics_port).await;
+        if wanted.iter().all(|m| body.contains(m)) || tokio::time::Instant::now() >= deadline {
+            break body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    for metric in wanted {
         assert!(body.contains(metric), "{metric} missing from:\n{body}");
     }
     assert!(body.contains("method=\"/course.v1.CatalogQueryService/GetCourse\""), "{body}");
