@@ -25,7 +25,7 @@ use projection::ProjectionArgs;
 use projection::host::ServiceArgs;
 pub use proxy::TcpProxy;
 pub use redis_cluster::RedisCluster;
-pub use running::{Running, Shutdown, wait_until_shared};
+pub use running::{Running, Shutdown, audit_caught_up, wait_until_shared};
 use sea_orm::{ConnectionTrait, Database};
 use tonic::Request;
 use tonic::transport::Channel;

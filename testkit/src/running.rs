@@ -151,13 +151,10 @@ impl Running {
         (replay.replayed, replay.still_failing)
     }
 
-    /// Audits the read model, listing `max_differences` differences at most.
+    /// Audits the read model once it has caught up, listing `max_differences` differences at
+    /// most ([`audit_caught_up`]).
     pub async fn audit(&self, max_differences: u32) -> v1::AuditReadModelResponse {
-        self.admin()
-            .audit_read_model(v1::AuditReadModelRequest { max_differences, ..Default::default() })
-            .await
-            .expect("audit")
-            .into_inner()
+        audit_caught_up(self.channel(), max_differences).await
     }
 
     /// The README's authorization row for `ProjectionAdminService`, checked against this
@@ -248,4 +245,28 @@ pub async fn wait_until_shared(replicas: &[&projection::Progress], partitions: u
     })
     .await
     .expect("the replicas share the partitions");
+}
+
+/// Audits the read model served on `channel` as an operator, again while it has not caught up
+/// with the store's head (each audit waits 20 s for that; 3 minutes in all): a slow machine
+/// makes a read model late, not different. Returns the last report.
+pub async fn audit_caught_up(channel: Channel, max_differences: u32) -> v1::AuditReadModelResponse {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut admin =
+        ProjectionAdminServiceClient::with_interceptor(channel, crate::operator_credential());
+    loop {
+        let report = admin
+            .audit_read_model(v1::AuditReadModelRequest {
+                max_differences,
+                catch_up_timeout_ms: 20_000,
+            })
+            .await
+            .expect("audit")
+            .into_inner();
+        if report.read_model_position >= report.audited_position
+            || tokio::time::Instant::now() >= deadline
+        {
+            return report;
+        }
+    }
 }

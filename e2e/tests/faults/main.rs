@@ -29,8 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
-use course_proto::v1::projection_admin_service_client::ProjectionAdminServiceClient;
-use course_proto::v1::{self, AuditReadModelRequest};
+use course_proto::v1;
 use futures::StreamExt;
 use platform::auth::Credential;
 use platform::telemetry::LogFormat;
@@ -347,17 +346,7 @@ impl Mesh {
     }
 
     async fn audit(&self, port: u16) -> v1::AuditReadModelResponse {
-        ProjectionAdminServiceClient::with_interceptor(
-            channel(port),
-            Credential::Token(testkit::operator_token()),
-        )
-        .audit_read_model(AuditReadModelRequest {
-            max_differences: 20,
-            catch_up_timeout_ms: 20_000,
-        })
-        .await
-        .expect("audit runs")
-        .into_inner()
+        testkit::audit_caught_up(channel(port), 20).await
     }
 }
 

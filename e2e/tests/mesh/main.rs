@@ -208,20 +208,8 @@ async fn both_read_models_agree_with_the_event_store_after_a_thousand_mixed_comm
     // The audit of each read model (`ProjectionAdminService.AuditReadModel`) compares every
     // course with the event store: version, status, texts, counts, participants, and what each
     // storage keeps besides (enrolment indexes; sections and comments).
-    let operator = || platform::auth::Credential::Token(testkit::operator_token());
     for (name, channel) in [("redis", redis), ("mongo", mongo.clone())] {
-        let report =
-            v1::projection_admin_service_client::ProjectionAdminServiceClient::with_interceptor(
-                channel,
-                operator(),
-            )
-            .audit_read_model(v1::AuditReadModelRequest {
-                max_differences: 20,
-                catch_up_timeout_ms: 20_000,
-            })
-            .await
-            .expect("audit")
-            .into_inner();
+        let report = testkit::audit_caught_up(channel, 20).await;
         assert_eq!(report.difference_count, 0, "{name}: {report:?}");
         assert_eq!(report.read_model_position, report.audited_position, "{name} caught up");
         assert_eq!(report.courses_in_store, courses.len() as u64, "{name}");
@@ -230,7 +218,7 @@ async fn both_read_models_agree_with_the_event_store_after_a_thousand_mixed_comm
     }
     let stats = v1::course_query_service_client::CourseQueryServiceClient::with_interceptor(
         mongo,
-        operator(),
+        testkit::operator_credential(),
     )
     .get_platform_stats(v1::GetPlatformStatsRequest::default())
     .await
