@@ -281,3 +281,23 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Calls a read with `min_version` / `min_position` until it answers, again while it answers
+/// UNAVAILABLE (the read model is behind after the server's wait; 120 s in all): a slow
+/// machine makes a read model late. Any other status fails the test.
+pub async fn until_caught_up<T, F, Fut>(mut read: F) -> tonic::Response<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match read().await {
+            Ok(response) => return response,
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() < deadline => {}
+            Err(status) => panic!("the read never caught up: {status:?}"),
+        }
+    }
+}

@@ -250,14 +250,15 @@ pub async fn create_full(
 // ---- reads --------------------------------------------------------------------------------
 
 pub async fn details(query: &QueryApp, course_id: &str, min_version: u64) -> v1::CourseDetails {
-    query
-        .client()
-        .get_course_details(v1::GetCourseDetailsRequest {
-            course_id: course_id.into(),
-            min_version: Some(min_version),
-        })
+    let request = v1::GetCourseDetailsRequest {
+        course_id: course_id.into(),
+        min_version: Some(min_version),
+    };
+    testkit::until_caught_up(|| {
+        let (mut client, request) = (query.client(), request.clone());
+        async move { client.get_course_details(request).await }
+    })
         .await
-        .expect("course details")
         .into_inner()
         .course
         .expect("course")
@@ -318,12 +319,15 @@ pub async fn comments_all(
 }
 
 pub async fn stats(query: &QueryApp, min_position: u64) -> v1::GetPlatformStatsResponse {
-    query
-        .client()
-        .get_platform_stats(v1::GetPlatformStatsRequest { min_position: Some(min_position) })
-        .await
-        .expect("stats")
-        .into_inner()
+    testkit::until_caught_up(|| {
+        let mut client = query.client();
+        async move {
+            let request = v1::GetPlatformStatsRequest { min_position: Some(min_position) };
+            client.get_platform_stats(request).await
+        }
+    })
+    .await
+    .into_inner()
 }
 
 /// Everything a client can read about `course_ids`, for comparing two read models.

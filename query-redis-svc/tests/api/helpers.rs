@@ -144,13 +144,13 @@ impl Catalog {
 
     /// The course once the catalog has applied `version` of it.
     pub async fn course_at(&self, course_id: &str, version: u64) -> CourseSummary {
-        self.client()
-            .get_course(v1::GetCourseRequest {
-                course_id: course_id.to_owned(),
-                min_version: Some(version),
-            })
+        let request =
+            v1::GetCourseRequest { course_id: course_id.to_owned(), min_version: Some(version) };
+        testkit::until_caught_up(|| {
+            let (mut client, request) = (self.client(), request.clone());
+            async move { client.get_course(request).await }
+        })
             .await
-            .expect("course caught up")
             .into_inner()
             .course
             .expect("course")
