@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
 use course_proto::v1;
+use course_proto::v1::course_command_service_client::CourseCommandServiceClient;
 use futures::StreamExt;
 use platform::auth::Credential;
 use platform::telemetry::LogFormat;

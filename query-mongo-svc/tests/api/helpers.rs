@@ -250,18 +250,16 @@ pub async fn create_full(
 // ---- reads --------------------------------------------------------------------------------
 
 pub async fn details(query: &QueryApp, course_id: &str, min_version: u64) -> v1::CourseDetails {
-    let request = v1::GetCourseDetailsRequest {
-        course_id: course_id.into(),
-        min_version: Some(min_version),
-    };
+    let request =
+        v1::GetCourseDetailsRequest { course_id: course_id.into(), min_version: Some(min_version) };
     testkit::until_caught_up(|| {
         let (mut client, request) = (query.client(), request.clone());
         async move { client.get_course_details(request).await }
     })
-        .await
-        .into_inner()
-        .course
-        .expect("course")
+    .await
+    .into_inner()
+    .course
+    .expect("course")
 }
 
 /// Every page of a search; returns the courses in order and the number of pages.

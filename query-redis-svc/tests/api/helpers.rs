@@ -150,10 +150,10 @@ impl Catalog {
             let (mut client, request) = (self.client(), request.clone());
             async move { client.get_course(request).await }
         })
-            .await
-            .into_inner()
-            .course
-            .expect("course")
+        .await
+        .into_inner()
+        .course
+        .expect("course")
     }
 
     /// Waits until this catalog serves the same as `other` (partitions apply their batches
