@@ -32,7 +32,29 @@ PY
   fi
 }
 
+writable() { # exit 0 when that server also stores and reads a document
+  [ -x "$venv/bin/python" ] || return 0
+  "$venv/bin/python" - "$port" <<'PY'
+import sys
+from pymongo import MongoClient
+client = MongoClient("127.0.0.1", int(sys.argv[1]), serverSelectionTimeoutMS=2000)
+probe = client["ensure_mongo"]["probe"]
+try:
+    probe.replace_one({"_id": 1}, {"_id": 1, "ok": True}, upsert=True)
+    assert probe.find_one({"_id": 1})["ok"]
+except Exception as err:  # report what the server said, in one line
+    print(str(err).splitlines()[0][:300], file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
 if ping; then
+  if ! writable; then
+    # Seen with a test server whose checkout (and so its data directory) was deleted while
+    # it ran: it answers pings, but every test would fail on its first write.
+    log "a server answers on 127.0.0.1:$port but cannot store a document (above); stop it and run this again"
+    exit 1
+  fi
   exit 0
 fi
 
