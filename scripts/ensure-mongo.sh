@@ -35,13 +35,16 @@ PY
 writable() { # exit 0 when that server also stores and reads a document
   [ -x "$venv/bin/python" ] || return 0
   "$venv/bin/python" - "$port" <<'PY'
-import sys
+import os, sys
 from pymongo import MongoClient
 client = MongoClient("127.0.0.1", int(sys.argv[1]), serverSelectionTimeoutMS=2000)
-probe = client["ensure_mongo"]["probe"]
+# A new database each time, as each test makes one (the test server opens a file for it).
+name = f"ensure_mongo_{os.getpid()}"
 try:
+    probe = client[name]["probe"]
     probe.replace_one({"_id": 1}, {"_id": 1, "ok": True}, upsert=True)
     assert probe.find_one({"_id": 1})["ok"]
+    client.drop_database(name)
 except Exception as err:  # report what the server said, in one line
     print(str(err).splitlines()[0][:300], file=sys.stderr)
     sys.exit(1)
@@ -49,10 +52,10 @@ PY
 }
 
 if ping; then
-  if ! writable; then
+  if ! said="$(writable 2>&1)"; then
     # Seen with a test server whose checkout (and so its data directory) was deleted while
     # it ran: it answers pings, but every test would fail on its first write.
-    log "a server answers on 127.0.0.1:$port but cannot store a document (above); stop it and run this again"
+    log "a server answers on 127.0.0.1:$port but cannot store a document ($said); stop it and run this again"
     exit 1
   fi
   exit 0
