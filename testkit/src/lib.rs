@@ -282,9 +282,10 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Calls a read with `min_version` / `min_position` until it answers, again while it answers
-/// UNAVAILABLE (the read model is behind after the server's wait; 120 s in all): a slow
-/// machine makes a read model late. Any other status fails the test.
+/// Calls a read with `min_version` / `min_position` until it answers, again (every 100 ms,
+/// 120 s in all) while the server's wait ran out with the read model behind: a slow machine
+/// makes a read model late. Any other answer, UNAVAILABLE for another reason included, fails
+/// the test.
 pub async fn until_caught_up<T, F, Fut>(mut read: F) -> tonic::Response<T>
 where
     F: FnMut() -> Fut,
@@ -296,8 +297,12 @@ where
             Ok(response) => return response,
             Err(status)
                 if status.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() < deadline => {}
-            Err(status) => panic!("the read never caught up: {status:?}"),
+                    && status.message().starts_with("the read model is behind")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("the read failed: {status:?}"),
         }
     }
 }

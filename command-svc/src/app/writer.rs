@@ -92,6 +92,10 @@ const SNAPSHOT_QUEUE: usize = 1024;
 /// Most snapshots stored by one statement.
 const SNAPSHOT_BATCH: usize = 256;
 
+/// tokio's timer resolution: a linger with more than two of these left sleeps on the queue
+/// instead of spinning.
+const TIMER_GRAIN: Duration = Duration::from_millis(1);
+
 /// Stores the snapshots sent to it, whatever queued up meanwhile with one statement (a snapshot
 /// per durable commit had cost as many WAL flushes as a tenth of the appends).
 fn spawn_snapshot_saver(store: EventStore) -> mpsc::Sender<Snapshot> {
@@ -143,11 +147,24 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if jobs.len() >= self.max_batch || Instant::now() >= deadline {
+            let now = Instant::now();
+            if jobs.len() >= self.max_batch || now >= deadline {
                 return;
             }
-            // Sub-millisecond: the timer wheel is too coarse, let the request tasks run instead.
-            tokio::task::yield_now().await;
+            let left = deadline - now;
+            if left > TIMER_GRAIN * 2 {
+                // Long enough for a timer: sleep until the next command or (one grain early,
+                // the timer may fire a grain late) the deadline.
+                let wake = tokio::time::Instant::from_std(deadline - TIMER_GRAIN);
+                match tokio::time::timeout_at(wake, self.rx.recv()).await {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) => return, // every sender is gone: write what is here
+                    Err(_) => {}        // the last grain is spun below
+                }
+            } else {
+                // Sub-millisecond: the timer wheel is too coarse, let the request tasks run.
+                tokio::task::yield_now().await;
+            }
         }
     }
 

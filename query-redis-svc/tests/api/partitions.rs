@@ -224,9 +224,10 @@ async fn a_replica_stopped_under_load_says_farewell_and_its_partitions_move_at_o
     let load = Load::start(&command, &courses, 6);
     load.more(150).await;
     let stopping = Instant::now();
-    leaving.stop().await;
-    // Well under the 20 s TTL, with room for a loaded machine.
-    tokio::time::timeout(Duration::from_secs(12), async {
+    // From the stop signal, under the 13.3 s after which the TTL (20 s, checked on each
+    // heartbeat, every third of it) could move them too; room for a loaded machine.
+    tokio::time::timeout_at((stopping + Duration::from_secs(12)).into(), async {
+        leaving.stop().await;
         while staying.progress.snapshot().partitions_owned < 4 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

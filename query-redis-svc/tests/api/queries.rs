@@ -121,6 +121,12 @@ async fn list_courses_pages_newest_first_with_a_stable_cursor() {
     // Every course applied (the partitions apply independently: the last one says nothing of
     // the others), then the pages.
     let last = testkit::events::position_of(&command, ids.last().expect("id"), 1).await;
+    testkit::until_caught_up(|| {
+        let mut client = catalog.client();
+        let request = v1::ListCoursesRequest { min_position: Some(last), ..Default::default() };
+        async move { client.list_courses(request).await }
+    })
+    .await;
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
@@ -129,7 +135,6 @@ async fn list_courses_pages_newest_first_with_a_stable_cursor() {
             .list_courses(v1::ListCoursesRequest {
                 page_size: 3,
                 page_token: token.clone(),
-                min_position: seen.is_empty().then_some(last),
                 ..Default::default()
             })
             .await
