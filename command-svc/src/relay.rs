@@ -102,17 +102,7 @@ pub async fn run_relay(
                 return Ok(());
             };
             tracing::info!(checkpoint = lease.position, "relay holds the lease; publishing");
-            let confirmed_to = lease.position;
-            Publisher {
-                store: &store,
-                channel: &channel,
-                config: &config,
-                lease,
-                confirmed_to,
-                checkpointed_at: Instant::now(),
-            }
-            .run(&mut head, &stop)
-            .await
+            Publisher::new(&store, &channel, &config, lease).run(&mut head, &stop).await
         }
         .await;
         let Err(err) = result else { return };
@@ -191,7 +181,17 @@ struct Publisher<'a> {
     checkpointed_at: Instant,
 }
 
-impl Publisher<'_> {
+impl<'a> Publisher<'a> {
+    fn new(
+        store: &'a EventStore,
+        channel: &'a messaging::lapin::Channel,
+        config: &'a RelayConfig,
+        lease: RelayLease,
+    ) -> Self {
+        let confirmed_to = lease.position;
+        Self { store, channel, config, lease, confirmed_to, checkpointed_at: Instant::now() }
+    }
+
     async fn run(
         mut self,
         head: &mut watch::Receiver<u64>,

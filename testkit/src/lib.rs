@@ -282,6 +282,28 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Calls `probe` every 20 ms until `done` holds for what it gave or `limit` has passed, and
+/// returns what it gave last, for the caller to assert on: for effects that show some time
+/// after what the test waited for (a counter moved after its confirm, a span closed after the
+/// write it covers).
+pub async fn poll_until<T, Fut>(
+    limit: Duration,
+    mut probe: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let value = probe().await;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Calls a read with `min_version` / `min_position` until it answers, again (every 100 ms,
 /// 120 s in all) while the server's wait ran out with the read model behind: a slow machine
 /// makes a read model late. Any other answer, UNAVAILABLE for another reason included, fails

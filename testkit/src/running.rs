@@ -92,15 +92,10 @@ impl Running {
         what: &str,
         done: impl Fn(&course_proto::v1::GetProjectionStatusResponse) -> bool,
     ) -> course_proto::v1::GetProjectionStatusResponse {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let status = self.status().await;
-            if done(&status) {
-                return status;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: still {status:?}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let limit = std::time::Duration::from_secs(120);
+        let status = crate::poll_until(limit, || self.status(), &done).await;
+        assert!(done(&status), "{what}: still {status:?}");
+        status
     }
 
     /// Polls the projection status once a second until every event up to the global
@@ -234,17 +229,14 @@ fn channel(port: u16) -> Channel {
 /// of `partitions` between them, each some: until then a newcomer may still wait behind the
 /// others on every partition.
 pub async fn wait_until_shared(replicas: &[&projection::Progress], partitions: u64) {
-    tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        loop {
-            let owned: Vec<u64> = replicas.iter().map(|r| r.snapshot().partitions_owned).collect();
-            if owned.iter().sum::<u64>() == partitions && owned.iter().all(|o| *o > 0) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the replicas share the partitions");
+    let owned = || {
+        let owned = replicas.iter().map(|r| r.snapshot().partitions_owned).collect::<Vec<_>>();
+        std::future::ready(owned)
+    };
+    let shared =
+        |owned: &Vec<u64>| owned.iter().sum::<u64>() == partitions && owned.iter().all(|o| *o > 0);
+    let owned = crate::poll_until(std::time::Duration::from_secs(60), owned, shared).await;
+    assert!(shared(&owned), "the replicas share the {partitions} partitions: they own {owned:?}");
 }
 
 /// Audits the read model served on `channel` as an operator, again while it has not caught up

@@ -186,14 +186,7 @@ impl Process {
     /// the caller asserts on: a counter moves after the work it counts is visible elsewhere (a
     /// broker delivers a message before its publisher has processed the confirm).
     pub async fn metric_reaching(&self, name: &str, at_least: f64, timeout: Duration) -> f64 {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let value = self.metric(name).await;
-            if value >= at_least || tokio::time::Instant::now() >= deadline {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::poll_until(timeout, || self.metric(name), |value| *value >= at_least).await
     }
 
     pub async fn kill(&mut self) {

@@ -27,23 +27,22 @@ async fn a_command_and_its_projection_share_one_trace_across_the_bus() {
 
     // The read can answer as soon as Redis holds the course, before the consumer's spans
     // close: flush until they are exported (60 s at most).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let (spans, trace) = loop {
-        provider.force_flush().expect("flush");
-        let spans = exporter.get_finished_spans().expect("spans");
-        let commands = traces(&spans, "course.v1.CourseCommandService/CreateCourse");
-        let continued = commands.iter().next().is_some_and(|trace| {
+    let created = "course.v1.CourseCommandService/CreateCourse";
+    let continued = |spans: &Vec<SpanData>| {
+        traces(spans, created).iter().next().is_some_and(|trace| {
             ["projection.consume", "read_model.write"]
                 .iter()
-                .all(|name| traces(&spans, name).contains(trace))
-        });
-        if continued || tokio::time::Instant::now() >= deadline {
-            assert_eq!(commands.len(), 1, "one traced CreateCourse call");
-            let trace = *commands.iter().next().expect("trace");
-            break (spans, trace);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                .all(|name| traces(spans, name).contains(trace))
+        })
     };
+    let exported = || {
+        provider.force_flush().expect("flush");
+        std::future::ready(exporter.get_finished_spans().expect("spans"))
+    };
+    let spans = testkit::poll_until(WAIT, exported, continued).await;
+    let commands = traces(&spans, created);
+    assert_eq!(commands.len(), 1, "one traced CreateCourse call");
+    let trace = *commands.iter().next().expect("trace");
     let trace_of = |name: &str| traces(&spans, name);
     assert!(
         trace_of("projection.consume").contains(&trace),
@@ -72,14 +71,10 @@ async fn metrics_are_served_in_the_prometheus_format() {
         "projection_applied_position",
         "projection_lag_seconds",
     ];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let body = loop {
-        let body = testkit::scrape(catalog.metrics_port).await;
-        if wanted.iter().all(|m| body.contains(m)) || tokio::time::Instant::now() >= deadline {
-            break body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let scrape = || testkit::scrape(catalog.metrics_port);
+    let body =
+        testkit::poll_until(WAIT, scrape, |body: &String| wanted.iter().all(|m| body.contains(m)))
+            .await;
     for metric in wanted {
         assert!(body.contains(metric), "{metric} missing from:\n{body}");
     }
